@@ -1,0 +1,129 @@
+"""The plan catalogue (R1): data an operator edits, validated before anything uses it."""
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from billing.intervals import Interval, Line, Product, lines_occupied
+from billing.money import Cents
+
+DEFAULT_CATALOG_PATH = Path(__file__).with_name("default_catalog.yaml")
+
+NonNegative = Annotated[int, Field(ge=0, strict=True)]
+
+
+class CatalogError(ValueError):
+    """The catalogue file is unusable; the message names the plan and the field."""
+
+
+class UnknownPlan(LookupError):
+    def __init__(self, code: str) -> None:
+        super().__init__(f"there is no plan '{code}' in the catalogue")
+        self.code = code
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: Annotated[str, Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    product: Product
+    name: Annotated[str, Field(min_length=1)]
+    features: tuple[str, ...] = ()
+    prices: dict[Interval, NonNegative]
+    quota: dict[Interval, NonNegative]
+    overage: NonNegative = 0
+
+    @model_validator(mode="after")
+    def _intervals_agree(self) -> "Plan":
+        if not self.prices:
+            raise ValueError("prices: the plan offers no interval (give monthly and/or annual)")
+        missing = [i.value for i in self.prices if i not in self.quota]
+        if missing:
+            raise ValueError(f"quota: missing interval {', '.join(missing)} (0 means not metered)")
+        extra = [i.value for i in self.quota if i not in self.prices]
+        if extra:
+            raise ValueError(f"quota: interval {', '.join(extra)} has no price")
+        return self
+
+    @property
+    def lines(self) -> tuple[Line, ...]:
+        return lines_occupied(self.product)
+
+    def offers(self, interval: Interval) -> bool:
+        return interval in self.prices
+
+    def price(self, interval: Interval) -> Cents:
+        return self.prices[interval]
+
+    def quota_for(self, interval: Interval) -> int:
+        return self.quota[interval]
+
+
+class Catalog:
+    def __init__(self, plans: list[Plan]) -> None:
+        self._plans = {p.code: p for p in plans}
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._plans.values())
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+    def __contains__(self, code: object) -> bool:
+        return code in self._plans
+
+    def plan(self, code: str) -> Plan:
+        try:
+            return self._plans[code]
+        except KeyError:
+            raise UnknownPlan(code) from None
+
+    def as_data(self) -> list[dict[str, Any]]:
+        return [p.model_dump(mode="json") for p in self._plans.values()]
+
+
+def parse_catalog(data: Any) -> Catalog:
+    """Validate raw catalogue data (a list of plans); raise CatalogError naming plan and field."""
+    if not isinstance(data, list) or not data:
+        raise CatalogError("the catalogue must be a non-empty list of plans")
+    plans: list[Plan] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(data):
+        label = _plan_label(raw, index)
+        try:
+            plan = Plan.model_validate(raw)
+        except ValidationError as exc:
+            raise CatalogError(f"{label}: {_describe(exc)}") from None
+        if plan.code in seen:
+            raise CatalogError(f"{label}: code: duplicate of plan #{seen[plan.code] + 1}")
+        seen[plan.code] = index
+        plans.append(plan)
+    return Catalog(plans)
+
+
+def load_catalog(path: Path | str = DEFAULT_CATALOG_PATH) -> Catalog:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalogue {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"catalogue {path} is not valid YAML: {exc}") from None
+    if isinstance(data, dict) and "plans" in data:
+        data = data["plans"]
+    return parse_catalog(data)
+
+
+def _plan_label(raw: Any, index: int) -> str:
+    code = raw.get("code") if isinstance(raw, dict) else None
+    return f"plan '{code}' (#{index + 1})" if code else f"plan #{index + 1}"
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "plan"
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)
