@@ -1,0 +1,1 @@
+"""The real parts, started locally: PostgreSQL, the Temporal dev/test servers, localstripe."""

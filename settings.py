@@ -1,0 +1,36 @@
+"""All configuration, read once from the environment (or a .env file) through one class."""
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Unset means "start the embedded part": PostgreSQL, Temporal dev server, localstripe.
+    database_url: str | None = None
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    task_queue: str = "subscriptions"
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+
+    catalog_path: Path | None = None
+    data_dir: Path = PROJECT_ROOT / ".var"
+    temporal_ui_port: int | None = None  # free port when unset
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, url: str | None) -> str | None:
+        return normalise_database_url(url) if url else url
+
+
+def normalise_database_url(url: str) -> str:
+    """postgres:// and postgresql:// both mean psycopg 3 here."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

@@ -1,0 +1,1 @@
+"""The system of record: SQLAlchemy 2 tables on PostgreSQL, data-access functions, migrations."""

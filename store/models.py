@@ -1,0 +1,245 @@
+"""Tables of the system of record (typed declarative SQLAlchemy 2).
+
+Amounts are integer cents. Business dates are `date` (Paris calendar dates); technical
+timestamps are `timestamptz`. A subscription row is a read model of its workflow's state:
+the workflow is the source of truth for its lifecycle, the row is what queries and the API read.
+"""
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, Text,
+    UniqueConstraint, func, text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Firm(Base):
+    __tablename__ = "firms"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    # Each client is managed by exactly one firm (R2, R15).
+    firm_id: Mapped[str] = mapped_column(ForeignKey("firms.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiKey(Base):
+    """A caller's key, stored as a SHA-256 hash (R15); firm_id NULL means the platform operator."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown to people to tell keys apart
+    firm_id: Mapped[str | None] = mapped_column(ForeignKey("firms.id"), index=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint("payer_kind in ('firm', 'client')", name="payer_kind_known"),
+        CheckConstraint(
+            "status in ('active', 'pending_cancel', 'past_due', 'ended')", name="status_known"
+        ),
+        CheckConstraint("interval in ('monthly', 'annual')", name="interval_known"),
+        # At most one live subscription per client and line (R2), enforced by the database too.
+        Index(
+            "one_live_subscription_per_line", "client_id", "line", unique=True,
+            postgresql_where=text("status <> 'ended'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # the workflow id
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
+    line: Mapped[str] = mapped_column(String(16))
+    plan_code: Mapped[str] = mapped_column(String(64))
+    interval: Mapped[str] = mapped_column(String(16))
+    payer_kind: Mapped[str] = mapped_column(String(8))
+    payer_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    anchor: Mapped[date] = mapped_column(Date)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    scheduled: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    started_on: Mapped[date] = mapped_column(Date)
+    ended_on: Mapped[date | None] = mapped_column(Date)
+    ended_reason: Mapped[str | None] = mapped_column(String(32))
+    # Workflow state version last written: an older write never overwrites a newer one.
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class InvoiceCounter(Base):
+    """One row per numbering series; its row lock serialises numbering (R4: no gap, no reuse)."""
+
+    __tablename__ = "invoice_counters"
+
+    series: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_number: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint("status in ('draft', 'open', 'paid', 'uncollectible')", name="invoice_status_known"),
+        CheckConstraint("subtotal >= 0 and tax >= 0 and total = subtotal + tax", name="totals_add_up"),
+        CheckConstraint("(status = 'draft') = (number is null)", name="numbered_unless_draft"),
+        UniqueConstraint("series", "number", name="invoice_number_once"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # Derived from what the invoice bills (subscription + event), so a retried activity
+    # finds the invoice it already drafted instead of making a second one.
+    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    series: Mapped[str] = mapped_column(String(32), default="F")
+    number: Mapped[int | None] = mapped_column(BigInteger)
+    subscription_id: Mapped[str | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
+    payer_kind: Mapped[str] = mapped_column(String(8))
+    payer_id: Mapped[str] = mapped_column(String(64), index=True)
+    issued_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    currency: Mapped[str] = mapped_column(String(3), default="eur")
+    subtotal: Mapped[int] = mapped_column(BigInteger)
+    tax: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)
+    finalized_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    lines: Mapped[list["InvoiceLine"]] = relationship(
+        back_populates="invoice", order_by="InvoiceLine.position", cascade="all, delete-orphan"
+    )
+
+    @property
+    def display_number(self) -> str | None:
+        return None if self.number is None else f"{self.series}-{self.number:08d}"
+
+
+class InvoiceLine(Base):
+    __tablename__ = "invoice_lines"
+    __table_args__ = (
+        CheckConstraint("kind in ('subscription', 'proration', 'overage')", name="line_kind_known"),
+        UniqueConstraint("invoice_id", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    plan_code: Mapped[str] = mapped_column(String(64))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    quantity: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
+class PaymentAttempt(Base):
+    """One try at collecting an invoice, recorded before Stripe is called."""
+
+    __tablename__ = "payment_attempts"
+    __table_args__ = (
+        CheckConstraint(
+            "status in ('pending', 'succeeded', 'declined', 'requires_action')",
+            name="attempt_status_known",
+        ),
+        UniqueConstraint("invoice_id", "attempt_no"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="eur")
+    status: Mapped[str] = mapped_column(String(24), default="pending")
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(64))
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class UsageEvent(Base):
+    """Documents the platform processed; `event_id` makes a resent event count once (R12)."""
+
+    __tablename__ = "usage_events"
+    __table_args__ = (
+        CheckConstraint("documents > 0", name="documents_positive"),
+        Index("usage_by_period", "subscription_id", "period_start"),
+    )
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"))
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    period_start: Mapped[date] = mapped_column(Date)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    documents: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ClosedPeriod(Base):
+    """A period whose overage has been invoiced: usage for it is refused from then on (R12)."""
+
+    __tablename__ = "closed_periods"
+
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"), primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    period_end: Mapped[date] = mapped_column(Date)
+    documents: Mapped[int] = mapped_column(Integer)
+    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Notification(Base):
+    """Outbox: a notice is queued in the same transaction as what caused it, sent later."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # Derived from the cause (e.g. "quota:sub-x:2025-03-01:80:firm:cab-1"): queued once.
+    dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    recipient_kind: Mapped[str] = mapped_column(String(8))
+    recipient_id: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    business_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PaymentCustomer(Base):
+    """The Stripe customer of a payer (a firm or a client), created once and remembered."""
+
+    __tablename__ = "payment_customers"
+
+    payer_kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    payer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(64), unique=True)
+    default_payment_method: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,1 @@
+"""Deterministic orchestration: one workflow per subscription line, for its whole life."""
