@@ -57,14 +57,15 @@ def proration_line(plan: Plan, change_date: date, period_end: date, amount: Cent
     return InvoiceLine(LineKind.PRORATION, plan.code, change_date, period_end, 1, amount)
 
 
-def overage_line(plan: Plan, consumed: Period, usage: Consumption) -> InvoiceLine | None:
-    """Documents beyond the quota in `consumed`, at the plan in force's price; None if none."""
+def overage_line(plan: Plan, start: date, end: date, usage: Consumption) -> InvoiceLine | None:
+    """Documents beyond the quota consumed in [start, end), at the plan in force's price.
+
+    `end` is the period end, or the end date when the subscription ended early (R6). None
+    when there is no overage.
+    """
     if usage.over == 0:
         return None
-    return InvoiceLine(
-        LineKind.OVERAGE, plan.code, consumed.start, consumed.end, usage.over,
-        usage.overage_amount(plan.overage),
-    )
+    return InvoiceLine(LineKind.OVERAGE, plan.code, start, end, usage.over, usage.overage_amount(plan.overage))
 
 
 def draft(*lines: InvoiceLine | None) -> InvoiceDraft:

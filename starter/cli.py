@@ -13,6 +13,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the stack (embedded parts where unset) and keep it up")
     commands.add_parser("migrate", help="bring DATABASE_URL's schema to the latest revision")
+    sim = commands.add_parser("simulate", help="run a scenario through the real system; JSON on stdout")
+    sim.add_argument("scenario", help="the scenario file (YAML)")
+    sim.add_argument("--histories", help="also save every workflow history (JSON) in this folder")
     check = commands.add_parser("check-catalog", help="validate a catalogue file")
     check.add_argument("path", nargs="?", help="the catalogue (default: CATALOG_PATH or the shipped one)")
     args = parser.parse_args(argv)
@@ -21,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(settings)
     if args.command == "migrate":
         return migrate(settings)
+    if args.command == "simulate":
+        from starter.simulate_cli import simulate_file
+
+        return simulate_file(settings, args.scenario, args.histories)
     return check_catalog(args.path or settings.catalog_path)
 
 

@@ -71,8 +71,11 @@ class Subscription(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)  # the workflow id
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), index=True)
     line: Mapped[str] = mapped_column(String(16))
+    product: Mapped[str] = mapped_column(String(16))
     plan_code: Mapped[str] = mapped_column(String(64))
     interval: Mapped[str] = mapped_column(String(16))
+    quota: Mapped[int] = mapped_column(Integer)  # documents per period, current plan (R7)
+    firm_id: Mapped[str] = mapped_column(ForeignKey("firms.id"), index=True)  # the client's firm
     payer_kind: Mapped[str] = mapped_column(String(8))
     payer_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
@@ -203,16 +206,22 @@ class UsageEvent(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class ClosedPeriod(Base):
-    """A period whose overage has been invoiced: usage for it is refused from then on (R12)."""
+class SubscriptionPeriod(Base):
+    """A period a subscription was open for; usage lands in it until it is closed (R12).
 
-    __tablename__ = "closed_periods"
+    `closed_at` is set when the period's overage is invoiced: usage for it is refused from then
+    on. `end` is cut to the end date when a subscription ends early (R6).
+    """
+
+    __tablename__ = "subscription_periods"
+    __table_args__ = (CheckConstraint("period_end >= period_start", name="period_not_reversed"),)
 
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"), primary_key=True)
     period_start: Mapped[date] = mapped_column(Date, primary_key=True)
     period_end: Mapped[date] = mapped_column(Date)
-    documents: Mapped[int] = mapped_column(Integer)
-    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"))
+    documents: Mapped[int | None] = mapped_column(Integer)  # the total, once closed
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Notification(Base):

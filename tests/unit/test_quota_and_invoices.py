@@ -64,7 +64,7 @@ def test_thresholds_at() -> None:
 def test_seed_example_invoices() -> None:
     opening = draft(subscription_line(ESSENTIEL, Interval.MONTHLY, SEPTEMBER))
     assert (opening.subtotal, opening.tax, opening.total) == (1900, 380, 2280)
-    final = draft(overage_line(ESSENTIEL, SEPTEMBER, Consumption(quota=50, used=60)))
+    final = draft(overage_line(ESSENTIEL, SEPTEMBER.start, SEPTEMBER.end, Consumption(quota=50, used=60)))
     (line,) = final.lines
     assert (line.kind, line.quantity, line.amount) == (LineKind.OVERAGE, 10, 250)
     assert (final.subtotal, final.tax, final.total) == (250, 50, 300)
@@ -75,12 +75,12 @@ def test_upgrade_example_invoices() -> None:
     assert (proration.subtotal, proration.tax, proration.total) == (1355, 271, 1626)
     renewal = draft(
         subscription_line(STANDARD, Interval.MONTHLY, APRIL),
-        overage_line(STANDARD, MARCH, Consumption(quota=200, used=210)),
+        overage_line(STANDARD, MARCH.start, MARCH.end, Consumption(quota=200, used=210)),
     )
     assert [l.amount for l in renewal.lines] == [3900, 190]
     assert (renewal.subtotal, renewal.tax, renewal.total) == (4090, 818, 4908)
 
 
 def test_no_overage_line_within_quota() -> None:
-    assert overage_line(ESSENTIEL, MARCH, Consumption(quota=50, used=50)) is None
+    assert overage_line(ESSENTIEL, MARCH.start, MARCH.end, Consumption(quota=50, used=50)) is None
     assert draft(None).is_empty

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-28 01:30:30.923346
+Create Date: 2026-11-28 01:36:12.299290
 """
 from alembic import op
 import sqlalchemy as sa
@@ -77,8 +77,11 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=200), nullable=False),
     sa.Column('client_id', sa.String(length=64), nullable=False),
     sa.Column('line', sa.String(length=16), nullable=False),
+    sa.Column('product', sa.String(length=16), nullable=False),
     sa.Column('plan_code', sa.String(length=64), nullable=False),
     sa.Column('interval', sa.String(length=16), nullable=False),
+    sa.Column('quota', sa.Integer(), nullable=False),
+    sa.Column('firm_id', sa.String(length=64), nullable=False),
     sa.Column('payer_kind', sa.String(length=8), nullable=False),
     sa.Column('payer_id', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
@@ -95,19 +98,12 @@ def upgrade() -> None:
     sa.CheckConstraint("payer_kind in ('firm', 'client')", name='payer_kind_known'),
     sa.CheckConstraint("status in ('active', 'pending_cancel', 'past_due', 'ended')", name='status_known'),
     sa.ForeignKeyConstraint(['client_id'], ['clients.id'], ),
+    sa.ForeignKeyConstraint(['firm_id'], ['firms.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index(op.f('ix_subscriptions_client_id'), 'subscriptions', ['client_id'], unique=False)
+    op.create_index(op.f('ix_subscriptions_firm_id'), 'subscriptions', ['firm_id'], unique=False)
     op.create_index('one_live_subscription_per_line', 'subscriptions', ['client_id', 'line'], unique=True, postgresql_where=sa.text("status <> 'ended'"))
-    op.create_table('closed_periods',
-    sa.Column('subscription_id', sa.String(length=200), nullable=False),
-    sa.Column('period_start', sa.Date(), nullable=False),
-    sa.Column('period_end', sa.Date(), nullable=False),
-    sa.Column('documents', sa.Integer(), nullable=False),
-    sa.Column('closed_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.ForeignKeyConstraint(['subscription_id'], ['subscriptions.id'], ),
-    sa.PrimaryKeyConstraint('subscription_id', 'period_start')
-    )
     op.create_table('invoices',
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('idempotency_key', sa.String(length=300), nullable=False),
@@ -137,6 +133,18 @@ def upgrade() -> None:
     op.create_index(op.f('ix_invoices_client_id'), 'invoices', ['client_id'], unique=False)
     op.create_index(op.f('ix_invoices_payer_id'), 'invoices', ['payer_id'], unique=False)
     op.create_index(op.f('ix_invoices_subscription_id'), 'invoices', ['subscription_id'], unique=False)
+    op.create_table('subscription_periods',
+    sa.Column('subscription_id', sa.String(length=200), nullable=False),
+    sa.Column('period_start', sa.Date(), nullable=False),
+    sa.Column('period_end', sa.Date(), nullable=False),
+    sa.Column('client_id', sa.String(length=64), nullable=False),
+    sa.Column('documents', sa.Integer(), nullable=True),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint('period_end >= period_start', name='period_not_reversed'),
+    sa.ForeignKeyConstraint(['client_id'], ['clients.id'], ),
+    sa.ForeignKeyConstraint(['subscription_id'], ['subscriptions.id'], ),
+    sa.PrimaryKeyConstraint('subscription_id', 'period_start')
+    )
     op.create_table('usage_events',
     sa.Column('event_id', sa.String(length=200), nullable=False),
     sa.Column('client_id', sa.String(length=64), nullable=False),
@@ -196,12 +204,13 @@ def downgrade() -> None:
     op.drop_table('invoice_lines')
     op.drop_index('usage_by_period', table_name='usage_events')
     op.drop_table('usage_events')
+    op.drop_table('subscription_periods')
     op.drop_index(op.f('ix_invoices_subscription_id'), table_name='invoices')
     op.drop_index(op.f('ix_invoices_payer_id'), table_name='invoices')
     op.drop_index(op.f('ix_invoices_client_id'), table_name='invoices')
     op.drop_table('invoices')
-    op.drop_table('closed_periods')
     op.drop_index('one_live_subscription_per_line', table_name='subscriptions', postgresql_where=sa.text("status <> 'ended'"))
+    op.drop_index(op.f('ix_subscriptions_firm_id'), table_name='subscriptions')
     op.drop_index(op.f('ix_subscriptions_client_id'), table_name='subscriptions')
     op.drop_table('subscriptions')
     op.drop_index(op.f('ix_clients_firm_id'), table_name='clients')

@@ -1,0 +1,95 @@
+"""Collecting an invoice through Stripe, exactly once whatever crashes (R4, R11).
+
+The attempt is recorded before Stripe is called; the PaymentIntent is created unconfirmed and
+its id stored before it is confirmed; a retry reads the stored intent before doing anything.
+So a crash at any step leaves at most an unconfirmed intent, never a second charge, even on
+a Stripe-compatible server that ignores idempotency keys.
+"""
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from activities.models import ChargeInvoice, ChargeOutcome
+from activities.stripe_gateway import IntentView, StripeGateway
+from billing.money import format_eur
+from store.models import Invoice, PaymentAttempt, PaymentCustomer
+from store.notifications import queue_notice
+
+DECLINED_STATES = {"requires_payment_method", "requires_action", "canceled"}
+
+
+class PaymentActivities:
+    def __init__(self, session_factory: sessionmaker[Session], gateway: StripeGateway) -> None:
+        self._sessions = session_factory
+        self._gateway = gateway
+
+    @activity.defn
+    def charge_invoice(self, request: ChargeInvoice) -> ChargeOutcome:
+        attempt_key = f"invoice-{request.invoice_id}-attempt-{request.attempt_no}"
+        with self._sessions.begin() as session:
+            invoice = session.get_one(Invoice, request.invoice_id)
+            if invoice.status == "paid":
+                return ChargeOutcome(status="paid")
+            attempt = _attempt(session, invoice, request.attempt_no, attempt_key)
+            if attempt.status == "succeeded":
+                return ChargeOutcome(status="paid")
+            if attempt.status in ("declined", "requires_action"):
+                return ChargeOutcome(status="declined", failure_code=attempt.failure_code,
+                                     failure_message=attempt.failure_message)
+            customer = session.get(PaymentCustomer, (invoice.payer_kind, invoice.payer_id))
+            if customer is None or customer.default_payment_method is None:
+                return self._settle(session, invoice, attempt, request, IntentView(
+                    "", "requires_payment_method", invoice.total, "no_card", "no card on file"))
+            attempt.stripe_customer_id = customer.stripe_customer_id
+            intent_id = attempt.stripe_payment_intent_id
+            amount, customer_id, method = invoice.total, customer.stripe_customer_id, customer.default_payment_method
+
+        if intent_id is None:
+            intent_id = self._gateway.create_intent(
+                amount=amount, customer_id=customer_id, payment_method=method,
+                invoice_id=request.invoice_id, idempotency_key=attempt_key,
+            )
+            with self._sessions.begin() as session:
+                session.get_one(PaymentAttempt, attempt.id).stripe_payment_intent_id = intent_id
+
+        view = self._gateway.retrieve_intent(intent_id)
+        if view.status == "requires_confirmation":
+            view = self._gateway.confirm_intent(intent_id)
+        with self._sessions.begin() as session:
+            invoice = session.get_one(Invoice, request.invoice_id, with_for_update=True)
+            return self._settle(session, invoice, session.get_one(PaymentAttempt, attempt.id), request, view)
+
+    def _settle(self, session: Session, invoice: Invoice, attempt: PaymentAttempt,
+                request: ChargeInvoice, view: IntentView) -> ChargeOutcome:
+        if view.status == "succeeded":
+            attempt.status = "succeeded"
+            invoice.status = "paid"
+            return ChargeOutcome(status="paid")
+        if view.status not in DECLINED_STATES:
+            # processing and the like settle later (webhook); the activity is retried meanwhile
+            raise RuntimeError(f"payment intent {view.id} is {view.status}: not settled yet")
+        attempt.status = "requires_action" if view.status == "requires_action" else "declined"
+        attempt.failure_code = view.failure_code or view.status
+        attempt.failure_message = view.failure_message or (
+            "the bank asks for authentication (3-D Secure)" if view.status == "requires_action" else "declined")
+        queue_notice(
+            session, dedupe_key=f"payment_failed:{invoice.id}:{request.attempt_no}", kind="payment_failed",
+            recipient_kind=invoice.payer_kind, recipient_id=invoice.payer_id,
+            subject=f"Payment of {format_eur(invoice.total)} for invoice {invoice.display_number} failed: "
+                    f"{attempt.failure_message}",
+            business_date=request.business_date,
+        )
+        return ChargeOutcome(status="declined", failure_code=attempt.failure_code,
+                             failure_message=attempt.failure_message)
+
+
+def _attempt(session: Session, invoice: Invoice, attempt_no: int, key: str) -> PaymentAttempt:
+    attempt = session.scalars(
+        select(PaymentAttempt).where(PaymentAttempt.idempotency_key == key).with_for_update()
+    ).one_or_none()
+    if attempt is None:
+        attempt = PaymentAttempt(invoice_id=invoice.id, attempt_no=attempt_no, idempotency_key=key,
+                                 amount=invoice.total, currency=invoice.currency, status="pending")
+        session.add(attempt)
+        session.flush()
+    return attempt

@@ -1,0 +1,99 @@
+"""Activities on the system of record: the read model, periods, invoices, notices."""
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+
+from billing.invoices import draft
+from activities.models import ClosePeriod, IssuedInvoice, IssueInvoice, Notice, RecordState
+from store.invoices import draft_invoice, finalize_invoice
+from store.models import SubscriptionPeriod
+from store.notifications import queue_notice
+from store.subscriptions import ensure_period, upsert_subscription
+from store.usage import period_total
+
+
+class RecordActivities:
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._sessions = session_factory
+
+    @activity.defn
+    def record_state(self, request: RecordState) -> None:
+        """Write the subscription's state to the read model and open its current period."""
+        s = request.state
+        with self._sessions.begin() as session:
+            upsert_subscription(session, {
+                "id": s.subscription_id, "client_id": s.client_id, "firm_id": s.firm_id,
+                "line": s.line.value, "product": s.plan.product.value, "plan_code": s.plan.code,
+                "interval": s.interval.value, "quota": s.quota, "payer_kind": s.payer.kind,
+                "payer_id": s.payer.id, "status": s.status.value, "anchor": s.anchor,
+                "period_start": s.period_start, "period_end": s.period_end,
+                "scheduled": _scheduled(request), "started_on": s.started_on,
+                "ended_on": s.ended_on, "ended_reason": s.ended_reason.value if s.ended_reason else None,
+                "version": s.version,
+            })
+            if s.ended_on is None:
+                ensure_period(session, subscription_id=s.subscription_id, client_id=s.client_id,
+                              start=s.period_start, end=s.period_end)
+            for notice in request.notices:
+                _queue(session, notice)
+
+    @activity.defn
+    def close_period(self, request: ClosePeriod) -> int:
+        """Close the period to usage and return its documents; a second call returns the same."""
+        with self._sessions.begin() as session:
+            period = session.scalars(
+                select(SubscriptionPeriod)
+                .where(SubscriptionPeriod.subscription_id == request.subscription_id,
+                       SubscriptionPeriod.period_start == request.period_start)
+                .with_for_update()
+            ).one()
+            if period.closed_at is None:
+                period.documents = period_total(session, request.subscription_id, request.period_start)
+                period.period_end = min(period.period_end, request.end)
+                period.closed_at = func.now()
+            assert period.documents is not None
+            return period.documents
+
+    @activity.defn
+    def issue_invoice(self, request: IssueInvoice) -> IssuedInvoice:
+        """Draft and number the invoice in one transaction (a retry finds it, number and all)."""
+        content = draft(*request.lines)
+        with self._sessions.begin() as session:
+            invoice = draft_invoice(
+                session, idempotency_key=request.idempotency_key, client_id=request.client_id,
+                payer_kind=request.payer.kind, payer_id=request.payer.id, issued_on=request.issued_on,
+                content=content, subscription_id=request.subscription_id,
+            )
+            invoice = finalize_invoice(session, invoice.id)
+            number = invoice.display_number
+            assert number is not None
+            queue_notice(
+                session, dedupe_key=f"invoice:{invoice.id}", kind="invoice_issued",
+                recipient_kind=request.payer.kind, recipient_id=request.payer.id,
+                subject=f"Invoice {number} for client {request.client_id}", business_date=request.issued_on,
+                payload={"invoice": number, "total": invoice.total},
+            )
+            return IssuedInvoice(invoice_id=invoice.id, number=number, subtotal=invoice.subtotal,
+                                 tax=invoice.tax, total=invoice.total)
+
+
+def _scheduled(request: RecordState) -> dict[str, object]:
+    s = request.state
+    scheduled: dict[str, object] = {}
+    if s.scheduled_plan is not None:
+        scheduled["plan"] = s.scheduled_plan.code
+    if s.scheduled_interval is not None:
+        scheduled["interval"] = s.scheduled_interval.value
+    if s.ending and s.ended_on is None:
+        scheduled["ends_on"] = s.period_end.isoformat()
+        scheduled["end_reason"] = "canceled" if s.cancel_requested else "not_renewed"
+    if s.take_over is not None:
+        scheduled["take_over"] = s.take_over.label
+    return scheduled
+
+
+def _queue(session: Session, notice: Notice) -> None:
+    queue_notice(
+        session, dedupe_key=notice.dedupe_key, kind=notice.kind, recipient_kind=notice.recipient.kind,
+        recipient_id=notice.recipient.id, subject=notice.subject, business_date=notice.business_date,
+    )

@@ -1,0 +1,78 @@
+"""The only code that talks to Stripe (the official SDK; localstripe on the embedded default)."""
+from dataclasses import dataclass
+
+import stripe
+
+from billing.money import CURRENCY
+
+
+class CardRefused(ValueError):
+    """Stripe refused the card itself (when it was registered)."""
+
+
+@dataclass(frozen=True)
+class IntentView:
+    id: str
+    status: str  # requires_confirmation, succeeded, requires_payment_method, requires_action, …
+    amount: int
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+class StripeGateway:
+    def __init__(self, api_key: str, api_base: str | None = None) -> None:
+        base = {"api": api_base} if api_base else None
+        # No SDK-level retries: Temporal retries the activity, with its own backoff and record.
+        self._stripe = stripe.StripeClient(api_key, base_addresses=base, max_network_retries=0)  # type: ignore[arg-type]
+        self._real_stripe = api_base is None
+
+    def create_customer(self, *, name: str, payer_label: str) -> str:
+        return self._stripe.v1.customers.create(params={"name": name, "metadata": {"payer": payer_label}}).id
+
+    def attach_card(self, customer_id: str, card: str) -> str:
+        """Attach a card and make it the default; `card` is a PaymentMethod id or a test card number."""
+        try:
+            if card.startswith("pm_"):
+                method_id = card
+            else:
+                method_id = self._stripe.v1.payment_methods.create(params={
+                    "type": "card",
+                    "card": {"number": card, "exp_month": 12, "exp_year": 2099, "cvc": "123"},
+                }).id
+            self._stripe.v1.payment_methods.attach(method_id, params={"customer": customer_id})
+        except stripe.CardError as exc:
+            raise CardRefused(exc.user_message or "the card was refused") from None
+        self._stripe.v1.customers.update(
+            customer_id, params={"invoice_settings": {"default_payment_method": method_id}}
+        )
+        return method_id
+
+    def create_intent(self, *, amount: int, customer_id: str, payment_method: str,
+                      invoice_id: int, idempotency_key: str) -> str:
+        """An unconfirmed PaymentIntent: nothing is charged until `confirm_intent`."""
+        intent = self._stripe.v1.payment_intents.create(
+            params={"amount": amount, "currency": CURRENCY, "customer": customer_id,
+                    "payment_method": payment_method, "metadata": {"invoice_id": str(invoice_id)}},
+            options={"idempotency_key": idempotency_key},
+        )
+        return intent.id
+
+    def retrieve_intent(self, intent_id: str) -> IntentView:
+        return _view(self._stripe.v1.payment_intents.retrieve(intent_id))
+
+    def confirm_intent(self, intent_id: str) -> IntentView:
+        """Confirm (charge); a decline comes back as a view, an outage as an exception."""
+        # Real Stripe wants off_session for a charge the payer is not present for;
+        # localstripe refuses the parameter.
+        params = {"off_session": True} if self._real_stripe else {}
+        try:
+            return _view(self._stripe.v1.payment_intents.confirm(intent_id, params=params))  # type: ignore[arg-type]
+        except stripe.CardError as exc:
+            view = self.retrieve_intent(intent_id)
+            return IntentView(view.id, view.status, view.amount, exc.code or "card_declined",
+                              exc.user_message or "the card was declined")
+
+
+def _view(intent: stripe.PaymentIntent) -> IntentView:
+    error = intent.to_dict().get("last_payment_error") or {}
+    return IntentView(intent.id, intent.status, intent.amount, error.get("code"), error.get("message"))

@@ -1,0 +1,226 @@
+"""The operations backend services and operators call: start and change subscriptions, report
+usage, register cards. It gathers facts (database, catalogue), asks the pure rules, and
+talks to the workflows; the rules themselves live in `billing` and in the workflow validators.
+
+Every refusal is a `Refused` whose message is a sentence for a person; nothing is half-done.
+"""
+import asyncio
+import uuid
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.stripe_gateway import CardRefused, StripeGateway
+from billing.catalog import Catalog, UnknownPlan
+from billing.intervals import Interval, Line, Product, home_line, lines_occupied
+from billing.rules import Refused, check_new_subscription
+from store.models import Client as ClientRow, Firm, PaymentCustomer
+from store.subscriptions import live_subscriptions
+from store.usage import UsageRecorded, UsageRefused, record_usage
+from workflows import search_attributes as sa
+from workflows.models import (
+    ChangePlan, ChangeResult, Ended, NewSubscription, Payer, Scheduled, SubscriptionInput,
+    SubscriptionState, SwitchInterval, TakeOver, UsageReported,
+)
+from workflows.subscription import SubscriptionWorkflow
+
+
+def workflow_id(client_id: str, line: Line) -> str:
+    """One workflow id per client and line: Temporal itself refuses a second live one (R2)."""
+    return f"subscription:{client_id}:{line.value}"
+
+
+class SubscriptionService:
+    def __init__(self, temporal: Client, sessions: sessionmaker[Session], catalog: Catalog,
+                 gateway: StripeGateway, task_queue: str) -> None:
+        self.temporal = temporal
+        self.sessions = sessions
+        self.catalog = catalog
+        self.gateway = gateway
+        self.task_queue = task_queue
+
+    # --- subscribing --------------------------------------------------------------------
+
+    async def subscribe(self, *, client_id: str, plan_code: str, interval: str, payer_kind: str) -> SubscriptionState:
+        plan = self._plan(plan_code)
+        interval_ = _interval(interval)
+        client = await asyncio.to_thread(self._client, client_id)
+        occupied = await asyncio.to_thread(self._occupied_lines, client_id)
+        check_new_subscription(plan, interval_, payer_kind, occupied)
+        line = home_line(plan.product)
+        payer = Payer(kind="firm", id=client.firm_id) if payer_kind == "firm" else Payer(kind="client", id=client_id)
+        new = NewSubscription(
+            subscription_id=f"{client_id}.{line.value}.{uuid.uuid4().hex[:12]}", client_id=client_id,
+            firm_id=client.firm_id, line=line, plan=plan, interval=interval_, payer=payer,
+        )
+        handle = await self._start(new)
+        return await handle.query(SubscriptionWorkflow.current)
+
+    async def _start(self, new: NewSubscription) -> WorkflowHandle[SubscriptionWorkflow, object]:
+        attributes = TypedSearchAttributes([
+            SearchAttributePair(sa.FIRM_ID, new.firm_id), SearchAttributePair(sa.CLIENT_ID, new.client_id),
+            SearchAttributePair(sa.PLAN_CODE, new.plan.code),
+            SearchAttributePair(sa.SUBSCRIPTION_STATUS, "active"),
+            SearchAttributePair(sa.BILLING_INTERVAL, new.interval.value),
+            SearchAttributePair(sa.PAYER_KIND, new.payer.kind),
+        ])
+        wf_id = workflow_id(new.client_id, new.line)
+        for _ in range(2):
+            try:
+                return await self.temporal.start_workflow(
+                    SubscriptionWorkflow.run, SubscriptionInput(new=new), id=wf_id,
+                    task_queue=self.task_queue, search_attributes=attributes,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                )
+            except WorkflowAlreadyStartedError:
+                # The previous subscription on this line may have ended a moment ago and be
+                # finishing its run: wait for it, then start. A live one is a refusal.
+                previous = self.temporal.get_workflow_handle_for(SubscriptionWorkflow.run, wf_id)
+                state = await previous.query(SubscriptionWorkflow.current)
+                if state.ended_on is None:
+                    raise Refused(f"the client already has a live subscription on the {new.line.value} line") from None
+                await previous.result()
+        raise Refused(f"the client already has a live subscription on the {new.line.value} line")
+
+    # --- changes (Workflow Updates) ---------------------------------------------------------
+
+    async def change_plan(self, *, client_id: str, plan_code: str, line: str | None = None) -> ChangeResult:
+        plan = self._plan(plan_code)
+        line_ = _line(line) if line else home_line(plan.product)
+        return await self._update(client_id, line_, SubscriptionWorkflow.change_plan, ChangePlan(plan=plan))
+
+    async def switch_interval(self, *, client_id: str, interval: str, line: str | None = None) -> Scheduled:
+        return await self._update(client_id, _line(line), SubscriptionWorkflow.switch_interval,
+                                  SwitchInterval(interval=_interval(interval)))
+
+    async def cancel(self, *, client_id: str, line: str | None = None) -> Scheduled:
+        return await self._update(client_id, _line(line), SubscriptionWorkflow.cancel)
+
+    async def reactivate(self, *, client_id: str, line: str | None = None) -> Scheduled:
+        return await self._update(client_id, _line(line), SubscriptionWorkflow.reactivate)
+
+    async def cancel_now(self, *, client_id: str, line: str | None = None) -> Ended:
+        return await self._update(client_id, _line(line), SubscriptionWorkflow.cancel_now)
+
+    async def stop_paying(self, *, client_id: str, line: str | None = None) -> Scheduled:
+        return await self._update(client_id, _line(line), SubscriptionWorkflow.stop_paying)
+
+    async def take_over(self, *, client_id: str, payer_kind: str, line: str | None = None) -> Scheduled:
+        client = await asyncio.to_thread(self._client, client_id)
+        if payer_kind not in ("firm", "client"):
+            raise Refused(f"payer must be 'firm' or 'client', not '{payer_kind}'")
+        payer = Payer(kind="firm", id=client.firm_id) if payer_kind == "firm" else Payer(kind="client", id=client_id)
+        return await self._update(client_id, _line(line), SubscriptionWorkflow.take_over, TakeOver(payer=payer))
+
+    async def state(self, *, client_id: str, line: str | None = None) -> SubscriptionState:
+        handle = self.temporal.get_workflow_handle_for(SubscriptionWorkflow.run, workflow_id(client_id, _line(line)))
+        try:
+            return await handle.query(SubscriptionWorkflow.current)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise Refused(f"client {client_id} has no subscription on the {_line(line).value} line") from None
+            raise
+
+    async def _update(self, client_id: str, line: Line, update, *args):  # type: ignore[no-untyped-def]
+        handle = self.temporal.get_workflow_handle(workflow_id(client_id, line))
+        try:
+            return await handle.execute_update(update, *args)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == "Refused":
+                raise Refused(cause.message) from None
+            raise
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise Refused(f"client {client_id} has no live subscription on the {line.value} line") from None
+            raise
+
+    # --- usage (R12) ----------------------------------------------------------------------
+
+    async def report_usage(self, *, event_id: str, client_id: str, occurred_at: datetime, documents: int) -> UsageRecorded:
+        def write() -> UsageRecorded:
+            with self.sessions.begin() as session:
+                return record_usage(session, event_id=event_id, client_id=client_id,
+                                    occurred_at=occurred_at, documents=documents)
+        try:
+            recorded = await asyncio.to_thread(write)
+        except UsageRefused as exc:
+            raise Refused(str(exc)) from None
+        if recorded.counted:  # keep the workflow's view of this period current (one signal per call)
+            handle = self.temporal.get_workflow_handle(workflow_id(client_id, Line.EINVOICING))
+            try:
+                await handle.signal(SubscriptionWorkflow.usage_reported,
+                                    UsageReported(period_start=recorded.period_start, used=recorded.used))
+            except RPCError:
+                pass  # the database is the record; the workflow reads totals when it bills
+        return recorded
+
+    # --- payers and cards -------------------------------------------------------------------
+
+    async def register_card(self, *, payer: Payer, card: str) -> None:
+        await asyncio.to_thread(self._register_card, payer, card)
+
+    def _register_card(self, payer: Payer, card: str) -> None:
+        with self.sessions() as session:
+            name = self._payer_name(session, payer)
+            customer = session.get(PaymentCustomer, (payer.kind, payer.id))
+            if customer is None:
+                customer = PaymentCustomer(payer_kind=payer.kind, payer_id=payer.id,
+                                           stripe_customer_id=self.gateway.create_customer(name=name, payer_label=payer.label))
+                session.add(customer)
+                session.commit()
+            try:
+                method = self.gateway.attach_card(customer.stripe_customer_id, card)
+            except CardRefused as exc:
+                raise Refused(f"the card of {payer.label} was refused: {exc}") from None
+            customer.default_payment_method = method
+            session.commit()
+
+    # --- facts ------------------------------------------------------------------------------
+
+    def _plan(self, code: str):  # type: ignore[no-untyped-def]
+        try:
+            return self.catalog.plan(code)
+        except UnknownPlan as exc:
+            raise Refused(str(exc)) from None
+
+    def _client(self, client_id: str) -> ClientRow:
+        with self.sessions() as session:
+            client = session.get(ClientRow, client_id)
+            if client is None:
+                raise Refused(f"there is no client '{client_id}'")
+            return client
+
+    def _occupied_lines(self, client_id: str) -> set[Line]:
+        with self.sessions() as session:
+            occupied: set[Line] = set()
+            for sub in live_subscriptions(session, client_id):
+                occupied.update(lines_occupied(Product(sub.product)))
+            return occupied
+
+    @staticmethod
+    def _payer_name(session: Session, payer: Payer) -> str:
+        row = session.get(Firm if payer.kind == "firm" else ClientRow, payer.id)
+        if row is None:
+            raise Refused(f"there is no {payer.kind} '{payer.id}'")
+        return row.name
+
+
+def _interval(value: str) -> Interval:
+    try:
+        return Interval(value)
+    except ValueError:
+        raise Refused(f"interval must be 'monthly' or 'annual', not '{value}'") from None
+
+
+def _line(value: str | None) -> Line:
+    if value is None:
+        return Line.EINVOICING
+    try:
+        return Line(value)
+    except ValueError:
+        raise Refused(f"line must be 'einvoicing' or 'payments', not '{value}'") from None

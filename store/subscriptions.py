@@ -1,0 +1,31 @@
+"""The subscriptions read model: what the workflow last said, never overwritten by an older write."""
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from store.models import Subscription, SubscriptionPeriod
+
+
+def upsert_subscription(session: Session, values: dict[str, object]) -> None:
+    """Insert or update the row; a write whose `version` is older than the stored one is ignored."""
+    statement = pg_insert(Subscription).values(**values)
+    changed = {k: statement.excluded[k] for k in values if k != "id"}
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["id"], set_=changed, where=Subscription.version <= statement.excluded.version
+        )
+    )
+
+
+def ensure_period(session: Session, *, subscription_id: str, client_id: str, start: object, end: object) -> None:
+    session.execute(
+        pg_insert(SubscriptionPeriod)
+        .values(subscription_id=subscription_id, client_id=client_id, period_start=start, period_end=end)
+        .on_conflict_do_nothing()
+    )
+
+
+def live_subscriptions(session: Session, client_id: str) -> list[Subscription]:
+    return list(session.scalars(
+        select(Subscription).where(Subscription.client_id == client_id, Subscription.status != "ended")
+    ))

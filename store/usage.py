@@ -1,0 +1,116 @@
+"""Usage events (R12) and quota alerts (R13), written by one idempotent path.
+
+An event counts once per `event_id`. It lands in the period of the client's e-invoicing (or
+bundle) subscription that contains its Paris date, and is refused, with a sentence, when
+there is no such period or that period's overage was already invoiced.
+"""
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from billing.periods import paris_date
+from billing.quota import thresholds_reached
+from store.models import Subscription, SubscriptionPeriod, UsageEvent
+from store.notifications import queue_notice
+
+METERED_LINE = "einvoicing"  # documents are e-invoicing usage; a bundle lives on this line too
+
+
+class UsageRefused(ValueError):
+    """The event cannot be counted; the message says why."""
+
+
+@dataclass(frozen=True)
+class UsageRecorded:
+    event_id: str
+    counted: bool  # False when the event_id was already counted
+    subscription_id: str
+    period_start: date
+    used: int  # documents in the period after this event
+    quota: int
+
+
+def record_usage(
+    session: Session, *, event_id: str, client_id: str, occurred_at: datetime, documents: int
+) -> UsageRecorded:
+    """Count one event, in the caller's transaction; queue quota alerts it triggers."""
+    if documents <= 0:
+        raise UsageRefused(f"event {event_id}: documents must be a positive whole number, not {documents}")
+    previous = session.get(UsageEvent, event_id)
+    if previous is not None:
+        return _already_counted(session, previous, client_id)
+    day = paris_date(occurred_at)
+    found = session.execute(
+        select(SubscriptionPeriod, Subscription)
+        .join(Subscription, Subscription.id == SubscriptionPeriod.subscription_id)
+        .where(
+            Subscription.client_id == client_id,
+            Subscription.line == METERED_LINE,
+            SubscriptionPeriod.period_start <= day,
+            SubscriptionPeriod.period_end > day,
+        )
+        .with_for_update(of=SubscriptionPeriod, key_share=True)
+    ).first()
+    if found is None:
+        raise UsageRefused(
+            f"event {event_id}: client {client_id} has no e-invoicing subscription period on {day}"
+        )
+    period, subscription = found
+    if period.closed_at is not None:
+        raise UsageRefused(
+            f"event {event_id}: the period {period.period_start} to {period.period_end} of client "
+            f"{client_id} is closed and its overage already invoiced"
+        )
+    inserted = session.execute(
+        pg_insert(UsageEvent)
+        .values(
+            event_id=event_id, client_id=client_id, subscription_id=subscription.id,
+            period_start=period.period_start, occurred_at=occurred_at, documents=documents,
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(UsageEvent.event_id)
+    ).first()
+    used = period_total(session, subscription.id, period.period_start)
+    if inserted is None:  # the same event_id arrived concurrently and won
+        return UsageRecorded(event_id, False, subscription.id, period.period_start, used, subscription.quota)
+    _queue_quota_alerts(session, subscription, period.period_start, used - documents, used, day)
+    return UsageRecorded(event_id, True, subscription.id, period.period_start, used, subscription.quota)
+
+
+def period_total(session: Session, subscription_id: str, period_start: date) -> int:
+    return session.scalar(
+        select(func.coalesce(func.sum(UsageEvent.documents), 0)).where(
+            UsageEvent.subscription_id == subscription_id, UsageEvent.period_start == period_start
+        )
+    ) or 0
+
+
+def _already_counted(session: Session, previous: UsageEvent, client_id: str) -> UsageRecorded:
+    if previous.client_id != client_id:
+        raise UsageRefused(f"event {previous.event_id} was already counted for another client")
+    subscription = session.get_one(Subscription, previous.subscription_id)
+    used = period_total(session, previous.subscription_id, previous.period_start)
+    return UsageRecorded(previous.event_id, False, previous.subscription_id, previous.period_start, used, subscription.quota)
+
+
+def _queue_quota_alerts(
+    session: Session, subscription: Subscription, period_start: date, before: int, after: int, day: date
+) -> None:
+    """R13: payer and firm hear once per period when usage reaches 80 % and 100 % of the quota."""
+    recipients = {(subscription.payer_kind, subscription.payer_id), ("firm", subscription.firm_id)}
+    for pct in thresholds_reached(subscription.quota, before, after):
+        for kind, who in sorted(recipients):
+            queue_notice(
+                session,
+                dedupe_key=f"quota:{subscription.id}:{period_start}:{pct}:{kind}:{who}",
+                kind=f"quota_{pct}",
+                recipient_kind=kind,
+                recipient_id=who,
+                subject=f"Client {subscription.client_id} has used {pct} % of its document quota",
+                business_date=day,
+                payload={"client": subscription.client_id, "used": after, "quota": subscription.quota,
+                         "period_start": period_start.isoformat()},
+            )

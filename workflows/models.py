@@ -1,0 +1,153 @@
+"""Everything that crosses the workflow boundary: its input, state, updates and answers.
+
+Pydantic models, carried by `pydantic_data_converter`, so dates and plans round-trip.
+"""
+from datetime import date
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, computed_field
+
+from billing.catalog import Plan
+from billing.intervals import Interval, Line
+from billing.periods import Period
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    PENDING_CANCEL = "pending_cancel"
+    PAST_DUE = "past_due"
+    ENDED = "ended"
+
+
+class EndReason(StrEnum):
+    CANCELED = "canceled"
+    CANCELED_NOW = "canceled_now"
+    NOT_RENEWED = "not_renewed"
+    UNPAID = "unpaid"
+
+
+class Payer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["firm", "client"]
+    id: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+class SubscriptionState(BaseModel):
+    """The whole state of one subscription, carried through continue-as-new each period."""
+
+    subscription_id: str
+    client_id: str
+    firm_id: str  # the firm that manages the client (for operators' filters and notices)
+    line: Line
+    plan: Plan
+    interval: Interval
+    payer: Payer
+    anchor: date
+    period_start: date
+    period_end: date
+    started_on: date
+    scheduled_plan: Plan | None = None
+    scheduled_interval: Interval | None = None
+    cancel_requested: bool = False  # R5
+    stop_paying: bool = False  # R10
+    take_over: Payer | None = None  # R10: who pays from the end date on
+    unpaid_invoices: list[int] = []
+    used: int = 0  # documents this period, as last reported
+    ended_on: date | None = None
+    ended_reason: EndReason | None = None
+    version: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> Status:
+        if self.ended_on is not None:
+            return Status.ENDED
+        if self.unpaid_invoices:
+            return Status.PAST_DUE
+        if self.cancel_requested or self.stop_paying:
+            return Status.PENDING_CANCEL
+        return Status.ACTIVE
+
+    @property
+    def period(self) -> Period:
+        return Period(self.period_start, self.period_end)
+
+    @property
+    def ending(self) -> bool:
+        """Not renewed at the period end (cancelled, or the firm stopped paying)."""
+        return self.cancel_requested or self.stop_paying
+
+    @property
+    def quota(self) -> int:
+        return self.plan.quota_for(self.interval)
+
+
+class NewSubscription(BaseModel):
+    """What a caller asks for; the workflow dates it (anchor = its own today)."""
+
+    subscription_id: str
+    client_id: str
+    firm_id: str
+    line: Line
+    plan: Plan
+    interval: Interval
+    payer: Payer
+
+
+class SubscriptionInput(BaseModel):
+    """Exactly one of the two: a subscription to open, or the state of a renewed one."""
+
+    new: NewSubscription | None = None
+    state: SubscriptionState | None = None
+
+
+class SubscriptionOutcome(BaseModel):
+    subscription_id: str
+    ended_on: date
+    ended_reason: EndReason
+
+
+# --- updates: one model in, one model out -----------------------------------------------
+
+
+class ChangePlan(BaseModel):
+    plan: Plan  # resolved from the catalogue by the caller: the price charged is in history
+
+
+class ChangeResult(BaseModel):
+    kind: Literal["upgrade", "downgrade", "withdrawn"]
+    plan: str
+    effective_on: date
+    amount: int | None = None  # the prorated charge of an upgrade, excl. VAT
+    invoice_number: str | None = None
+
+
+class SwitchInterval(BaseModel):
+    interval: Interval
+
+
+class TakeOver(BaseModel):
+    payer: Payer
+
+
+class Scheduled(BaseModel):
+    """The answer to a change that takes effect later."""
+
+    effective_on: date
+    detail: str
+
+
+class Ended(BaseModel):
+    ended_on: date
+    invoice_number: str | None = None
+
+
+class UsageReported(BaseModel):
+    period_start: date
+    used: int
