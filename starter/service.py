@@ -6,10 +6,11 @@ Every refusal is a `Refused` whose message is a sentence for a person; nothing i
 """
 import asyncio
 import uuid
+from contextlib import suppress
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -57,10 +58,10 @@ class SubscriptionService:
             subscription_id=f"{client_id}.{line.value}.{uuid.uuid4().hex[:12]}", client_id=client_id,
             firm_id=client.firm_id, line=line, plan=plan, interval=interval_, payer=payer,
         )
-        handle = await self._start(new)
-        return await handle.query(SubscriptionWorkflow.current)
+        return await self._start(new)
 
-    async def _start(self, new: NewSubscription) -> WorkflowHandle[SubscriptionWorkflow, object]:
+    async def _start(self, new: NewSubscription) -> SubscriptionState:
+        """Start the workflow and wait until it has recorded and billed the first period."""
         attributes = TypedSearchAttributes([
             SearchAttributePair(sa.FIRM_ID, new.firm_id), SearchAttributePair(sa.CLIENT_ID, new.client_id),
             SearchAttributePair(sa.PLAN_CODE, new.plan.code),
@@ -70,13 +71,19 @@ class SubscriptionService:
         ])
         wf_id = workflow_id(new.client_id, new.line)
         for _ in range(2):
+            start = WithStartWorkflowOperation(
+                SubscriptionWorkflow.run, SubscriptionInput(new=new), id=wf_id,
+                task_queue=self.task_queue, search_attributes=attributes,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
             try:
-                return await self.temporal.start_workflow(
-                    SubscriptionWorkflow.run, SubscriptionInput(new=new), id=wf_id,
-                    task_queue=self.task_queue, search_attributes=attributes,
-                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                )
-            except WorkflowAlreadyStartedError:
+                return await self.temporal.execute_update_with_start_workflow(
+                    SubscriptionWorkflow.opened, start_workflow_operation=start)
+            except (WorkflowAlreadyStartedError, RPCError) as exc:
+                if isinstance(exc, RPCError) and exc.status != RPCStatusCode.ALREADY_EXISTS:
+                    raise
+                with suppress(WorkflowAlreadyStartedError, RPCError):
+                    await start.workflow_handle()  # the start's own copy of the error, consumed
                 # The previous subscription on this line may have ended a moment ago and be
                 # finishing its run: wait for it, then start. A live one is a refusal.
                 previous = self.temporal.get_workflow_handle_for(SubscriptionWorkflow.run, wf_id)

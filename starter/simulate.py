@@ -8,12 +8,15 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHistory
@@ -21,13 +24,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.stripe_gateway import StripeGateway
-from billing.intervals import Line
 from billing.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog, parse_catalog
+from billing.intervals import Line
 from billing.periods import paris_date, paris_midnight
 from billing.rules import Refused
 from embedded.postgres import create_database, database_url, drop_database
 from starter.report import build_report
-from starter.scenario import Scenario, Step, shift, shift_years
+from starter.scenario import Scenario, ScenarioClient, ScenarioFirm, Step, shift, shift_years
 from starter.service import SubscriptionService, workflow_id
 from store.db import make_engine, make_session_factory
 from store.models import Client as ClientRow, Firm, Subscription
@@ -48,11 +51,29 @@ class SimulationParts:
     stripe_api_base: str | None
     test_server_path: str
     template_database: str | None = None  # a migrated database to copy (fast); else migrate
-    histories: list[WorkflowHistory] = field(default_factory=list)  # filled when collect_histories
 
 
-async def simulate(scenario: Scenario, parts: SimulationParts, *, collect_histories: bool = False) -> dict[str, Any]:
+async def simulate(scenario: Scenario, parts: SimulationParts,
+                   histories: list[WorkflowHistory] | None = None) -> dict[str, Any]:
+    """Run every step, then report as of `until`; `histories` collects every workflow run."""
     catalog = parse_catalog(scenario.catalog) if scenario.catalog is not None else load_catalog(DEFAULT_CATALOG_PATH)
+    async with simulation(catalog, parts, first_date=scenario.first_date) as sim:
+        await sim.add_parties(scenario.firms, scenario.clients)
+        for index, step in enumerate(scenario.steps):
+            await sim.advance_to(step.at)
+            try:
+                await sim.perform(step, index)
+            except (Refused, ValidationError) as exc:
+                sim.errors.append({"step": index, "error": sim.in_scenario_dates(_sentence(exc))})
+        await sim.advance_to(scenario.until)
+        if histories is not None:
+            histories.extend(await sim.histories())
+        return sim.report()
+
+
+@asynccontextmanager
+async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: date) -> AsyncIterator["Simulation"]:
+    """A fresh database, a time-skipping server and a worker; dates are the scenario's own."""
     name = f"simulation_{uuid.uuid4().hex[:12]}"
     create_database(parts.postgres_admin_url, name, template=parts.template_database)
     url = database_url(parts.postgres_admin_url, name)
@@ -67,7 +88,13 @@ async def simulate(scenario: Scenario, parts: SimulationParts, *, collect_histor
             data_converter=pydantic_data_converter, test_server_existing_path=parts.test_server_path)
         async with env:
             await register_search_attributes(env.client)
-            return await _run(scenario, catalog, env, engine, parts, collect_histories)
+            sessions = make_session_factory(engine)
+            gateway = StripeGateway(parts.stripe_api_key, parts.stripe_api_base)
+            task_queue = f"simulation-{uuid.uuid4().hex[:8]}"
+            service = SubscriptionService(env.client, sessions, catalog, gateway, task_queue)
+            years = shift_years(first_date, paris_date(await env.get_current_time()))
+            async with build_worker(env.client, task_queue, sessions, gateway):
+                yield Simulation(env, service, sessions, years)
     finally:
         engine.dispose()
         drop_database(parts.postgres_admin_url, name)
@@ -80,69 +107,83 @@ async def register_search_attributes(client: Client) -> None:
     ))
 
 
-async def _run(scenario: Scenario, catalog: Catalog, env: WorkflowEnvironment, engine: Any,
-               parts: SimulationParts, collect_histories: bool) -> dict[str, Any]:
-    sessions = make_session_factory(engine)
-    gateway = StripeGateway(parts.stripe_api_key, parts.stripe_api_base)
-    task_queue = f"simulation-{uuid.uuid4().hex[:8]}"
-    service = SubscriptionService(env.client, sessions, catalog, gateway, task_queue)
-    years = shift_years(scenario.first_date, paris_date(await env.get_current_time()))
-    errors: list[dict[str, Any]] = []
-    async with build_worker(env.client, task_queue, sessions, gateway):
-        await _seed(scenario, service)
-        for index, step in enumerate(scenario.steps):
-            await _advance_to(env, paris_midnight(shift(step.at, years)) + STEP_TIME)
-            await _settle(env, service)
+class Simulation:
+    """The running system, driven in scenario dates (moved `years` into the future)."""
+
+    def __init__(self, env: WorkflowEnvironment, service: SubscriptionService,
+                 sessions: sessionmaker[Session], years: int) -> None:
+        self.env, self.service, self.sessions, self.years = env, service, sessions, years
+        self.errors: list[dict[str, Any]] = []
+
+    async def add_parties(self, firms: list[ScenarioFirm], clients: list[ScenarioClient]) -> None:
+        with self.sessions.begin() as session:
+            session.add_all(Firm(id=f.id, name=f.name) for f in firms)
+            session.flush()
+            session.add_all(ClientRow(id=c.id, name=c.name, firm_id=c.firm) for c in clients)
+        cards = [(Payer(kind="firm", id=f.id), f.card) for f in firms]
+        cards += [(Payer(kind="client", id=c.id), c.card) for c in clients]
+        for payer, card in cards:
+            if card:
+                await self.service.register_card(payer=payer, card=card)
+
+    async def advance_to(self, day: date) -> None:
+        """Move the clock to noon (Paris) of `day`, then wait for what fell due to be done."""
+        target = paris_midnight(shift(day, self.years)) + STEP_TIME
+        now = await self.env.get_current_time()
+        if target > now:
+            await self.env.sleep(target - now)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait (in real time) until every renewal due by now has been carried out."""
+        now = await self.env.get_current_time()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_TIMEOUT.total_seconds()
+        for client_id, line in self._lines():
+            while True:
+                state = await self.service.state(client_id=client_id, line=line)
+                if state.ended_on is not None or paris_midnight(state.period_end) > now:
+                    break
+                if loop.time() > deadline:
+                    raise TimeoutError(f"renewal of {client_id}/{line} due before {now} did not complete")
+                await asyncio.sleep(0.02)
+
+    async def today(self) -> date:
+        return shift(paris_date(await self.env.get_current_time()), -self.years)
+
+    async def perform(self, step: Step, index: int) -> None:
+        await _perform(self.service, step, index, await self.env.get_current_time())
+
+    def in_scenario_dates(self, text: str) -> str:
+        """Speak in the scenario's own dates in error sentences too."""
+        def back(match: re.Match[str]) -> str:
             try:
-                await _perform(service, step, index, await env.get_current_time())
-            except (Refused, ValidationError) as exc:
-                errors.append({"step": index, "error": _unshift_dates(_sentence(exc), years)})
-        await _advance_to(env, paris_midnight(shift(scenario.until, years)) + STEP_TIME)
-        await _settle(env, service)
-        if collect_histories:
-            parts.histories.extend(await _histories(env.client, service))
-    with sessions() as session:
-        return build_report(session, errors, lambda d: shift(d, -years))
+                return shift(datetime.strptime(match.group(0), "%Y-%m-%d").date(), -self.years).isoformat()
+            except ValueError:
+                return match.group(0)
+        return re.sub(r"\b\d{4}-\d{2}-\d{2}\b", back, text)
 
+    def report(self) -> dict[str, Any]:
+        with self.sessions() as session:
+            return build_report(session, self.errors, lambda d: shift(d, -self.years))
 
-async def _seed(scenario: Scenario, service: SubscriptionService) -> None:
-    with service.sessions.begin() as session:
-        session.add_all(Firm(id=f.id, name=f.name) for f in scenario.firms)
-        session.flush()
-        session.add_all(ClientRow(id=c.id, name=c.name, firm_id=c.firm) for c in scenario.clients)
-    for firm in scenario.firms:
-        if firm.card:
-            await service.register_card(payer=Payer(kind="firm", id=firm.id), card=firm.card)
-    for client in scenario.clients:
-        if client.card:
-            await service.register_card(payer=Payer(kind="client", id=client.id), card=client.card)
+    async def histories(self) -> list[WorkflowHistory]:
+        """Every run of every subscription workflow, walking continue-as-new chains backwards."""
+        found = []
+        for client_id, line in self._lines():
+            wf_id, run_id = workflow_id(client_id, Line(line)), None
+            while True:
+                history = await self.env.client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
+                found.append(history)
+                started = history.events[0].workflow_execution_started_event_attributes
+                run_id = started.continued_execution_run_id or None
+                if run_id is None:
+                    break
+        return found
 
-
-async def _advance_to(env: WorkflowEnvironment, target: datetime) -> None:
-    now = await env.get_current_time()
-    if target > now:
-        await env.sleep(target - now)
-
-
-async def _settle(env: WorkflowEnvironment, service: SubscriptionService) -> None:
-    """Wait (in real time) until every renewal due by now has been carried out."""
-    now = await env.get_current_time()
-    deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT.total_seconds()
-    for client_id, line in _lines(service):
-        while True:
-            state = await service.state(client_id=client_id, line=line)
-            if state.ended_on is not None or paris_midnight(state.period_end) > now:
-                break
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"renewal of {client_id}/{line} due before {now} did not complete")
-            await asyncio.sleep(0.02)
-
-
-def _lines(service: SubscriptionService) -> list[tuple[str, str]]:
-    from sqlalchemy import select
-
-    with service.sessions() as session:
-        return sorted(set(session.execute(select(Subscription.client_id, Subscription.line)).tuples()))
+    def _lines(self) -> list[tuple[str, str]]:
+        with self.sessions() as session:
+            return sorted({(c, l) for c, l in session.execute(select(Subscription.client_id, Subscription.line))})
 
 
 # --- steps ----------------------------------------------------------------------------------
@@ -219,33 +260,3 @@ def _sentence(exc: Exception) -> str:
         parts = [f"{'.'.join(str(p) for p in e['loc']) or 'step'}: {e['msg']}" for e in exc.errors()]
         return "bad step: " + "; ".join(parts)
     return str(exc)
-
-
-def _unshift_dates(text: str, years: int) -> str:
-    """Speak in the scenario's own dates in error sentences too."""
-    def back(match: re.Match[str]) -> str:
-        try:
-            return shift(datetime.strptime(match.group(0), "%Y-%m-%d").date(), -years).isoformat()
-        except ValueError:
-            return match.group(0)
-    return re.sub(r"\b\d{4}-\d{2}-\d{2}\b", back, text)
-
-
-async def _histories(client: Client, service: SubscriptionService) -> list[WorkflowHistory]:
-    """Every run of every subscription workflow, walking continue-as-new chains backwards."""
-    histories = []
-    for client_id, line in _lines(service):
-        wf_id, run_id = workflow_id(client_id, _line(line)), None
-        while True:
-            history = await client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
-            histories.append(history)
-            started = history.events[0].workflow_execution_started_event_attributes
-            run_id = started.continued_execution_run_id or None
-            if run_id is None:
-                break
-    return histories
-
-
-def _line(value: str) -> Line:
-    return Line(value)
-

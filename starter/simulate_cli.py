@@ -56,5 +56,6 @@ async def _run(settings: Settings, scenario: Scenario, collect: bool):  # type: 
             stack.callback(local.stop)
             base = local.api_base
         parts = SimulationParts(admin_url, key or LOCALSTRIPE_KEY, base, test_server_path())
-        report = await simulate(scenario, parts, collect_histories=collect)
-        return report, parts.histories
+        histories: list = []
+        report = await simulate(scenario, parts, histories if collect else None)
+        return report, histories

@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401  imported now: its plugin imports it at session end otherwise, which
+# CPython 3.11.7 can fail to compile while Temporal's sandbox threads are still winding down
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,3 +73,27 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 def worker_id(request: pytest.FixtureRequest) -> str:
     """xdist's worker name ('gw0'…), or 'main' when tests run in one process."""
     return getattr(request.config, "workerinput", {}).get("workerid", "main")
+
+
+@pytest.fixture(scope="session")
+def localstripe(worker_id: str) -> Iterator[object]:
+    """A real localstripe on loopback for this test process."""
+    from embedded.stripe_server import start_localstripe
+
+    server = start_localstripe(TEST_DATA_DIR / "logs" / worker_id)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def simulation_parts(postgres_admin_url: str, template_database: str, localstripe: object) -> object:
+    """The real parts a simulation runs on: each run gets its own database and test server."""
+    from embedded.stripe_server import LOCALSTRIPE_KEY
+    from embedded.temporal import test_server_path
+    from starter.simulate import SimulationParts
+
+    return SimulationParts(
+        postgres_admin_url=postgres_admin_url, stripe_api_key=LOCALSTRIPE_KEY,
+        stripe_api_base=localstripe.api_base,  # type: ignore[attr-defined]
+        test_server_path=test_server_path(), template_database=template_database,
+    )

@@ -43,6 +43,7 @@ def refuse(message: str) -> ApplicationError:
 class SubscriptionWorkflow:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()  # one change at a time, renewal included
+        self._opened_ready = False
         self.state: SubscriptionState
 
     # --- life ---------------------------------------------------------------------------
@@ -56,6 +57,7 @@ class SubscriptionWorkflow:
         else:
             assert input.state is not None
             self.state = input.state
+        self._opened_ready = True
         while self.state.ended_on is None:
             due = paris_midnight(self.state.period_end)
             try:
@@ -303,6 +305,13 @@ class SubscriptionWorkflow:
             raise refuse(f"{s.payer.label} already pays this subscription: reactivate it instead")
         if request.payer.kind == "firm" and s.plan.product.value != "einvoicing":
             raise refuse(f"a {s.plan.product.value} plan is always paid by the client")
+
+    @workflow.update
+    async def opened(self) -> SubscriptionState:
+        """Answers once the subscription is recorded and its first period billed: callers start
+        a subscription with this update (update-with-start), so they never see it half-open."""
+        await workflow.wait_condition(lambda: self._opened_ready)
+        return self.state
 
     @workflow.signal
     def usage_reported(self, report: UsageReported) -> None:
