@@ -4,8 +4,12 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from settings import Settings
+
+if TYPE_CHECKING:
+    from embedded.stack import Endpoints
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(settings: Settings) -> int:
+    """The product's main job on one machine: the stack, the worker, demo subscriptions."""
+    import asyncio
+
     from embedded.stack import LocalStack
 
     stop = threading.Event()
@@ -39,10 +46,39 @@ def run(settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with LocalStack(settings) as endpoints:
         print(endpoints.describe(), flush=True)
-        print("Up. Ctrl-C stops everything.", flush=True)
-        stop.wait()
+        asyncio.run(_serve(settings, endpoints, stop))
     print("Stopped.", flush=True)
     return 0
+
+
+async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Event) -> None:
+    import asyncio
+    from urllib.parse import quote
+
+    from activities.stripe_gateway import StripeGateway
+    from billing.catalog import DEFAULT_CATALOG_PATH, load_catalog
+    from starter.demo import seed_demo
+    from starter.service import SubscriptionService
+    from store.db import make_engine, make_session_factory
+    from worker import build_worker, connect, forward_core_logs
+
+    forward_core_logs()
+    client = await connect(endpoints.temporal_address, settings.temporal_namespace)
+    sessions = make_session_factory(make_engine(endpoints.database_url))
+    gateway = StripeGateway(endpoints.stripe_api_key, endpoints.stripe_api_base)
+    catalog = load_catalog(settings.catalog_path or DEFAULT_CATALOG_PATH)
+    async with build_worker(client, settings.task_queue, sessions, gateway):
+        service = SubscriptionService(client, sessions, catalog, gateway, settings.task_queue)
+        card = "pm_card_visa" if endpoints.stripe_api_base is None else "4242424242424242"
+        for line in await seed_demo(service, card):
+            print(f"started  {line}", flush=True)
+        if endpoints.temporal_ui_url:
+            workflows = f"{endpoints.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows"
+            query = quote('FirmId="cab-leroy" AND SubscriptionStatus="pending_cancel"')
+            print(f"Workflows  {workflows}", flush=True)
+            print(f"Filtered   {workflows}?query={query}", flush=True)
+        print("Worker running. Ctrl-C stops everything.", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
 
 
 def migrate(settings: Settings) -> int:

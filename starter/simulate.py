@@ -114,6 +114,7 @@ class Simulation:
                  sessions: sessionmaker[Session], years: int) -> None:
         self.env, self.service, self.sessions, self.years = env, service, sessions, years
         self.errors: list[dict[str, Any]] = []
+        self._next_due: dict[tuple[str, str], datetime] = {}  # when each line next renews
 
     async def add_parties(self, firms: list[ScenarioFirm], clients: list[ScenarioClient]) -> None:
         with self.sessions.begin() as session:
@@ -132,27 +133,37 @@ class Simulation:
         now = await self.env.get_current_time()
         if target > now:
             await self.env.sleep(target - now)
-        await self.settle()
+            await self.settle()
 
     async def settle(self) -> None:
-        """Wait (in real time) until every renewal due by now has been carried out."""
+        """Wait (in real time) until every renewal due by now has been carried out.
+
+        Only subscriptions whose next renewal is due (or not yet known) are asked."""
         now = await self.env.get_current_time()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SETTLE_TIMEOUT.total_seconds()
-        for client_id, line in self._lines():
+        for key in self._lines():
+            if key in self._next_due and self._next_due[key] > now:
+                continue
             while True:
-                state = await self.service.state(client_id=client_id, line=line)
-                if state.ended_on is not None or paris_midnight(state.period_end) > now:
+                state = await self.service.state(client_id=key[0], line=key[1])
+                due = paris_midnight(state.period_end) if state.ended_on is None else datetime.max.replace(tzinfo=now.tzinfo)
+                if due > now:
+                    self._next_due[key] = due
                     break
                 if loop.time() > deadline:
-                    raise TimeoutError(f"renewal of {client_id}/{line} due before {now} did not complete")
+                    raise TimeoutError(f"renewal of {key[0]}/{key[1]} due before {now} did not complete")
                 await asyncio.sleep(0.02)
 
     async def today(self) -> date:
         return shift(paris_date(await self.env.get_current_time()), -self.years)
 
     async def perform(self, step: Step, index: int) -> None:
-        await _perform(self.service, step, index, await self.env.get_current_time())
+        try:
+            await _perform(self.service, step, index, await self.env.get_current_time())
+        finally:  # a step may start, end or move a subscription of its client: ask again
+            client = step.args.get("client")
+            self._next_due = {k: v for k, v in self._next_due.items() if k[0] != client}
 
     def in_scenario_dates(self, text: str) -> str:
         """Speak in the scenario's own dates in error sentences too."""

@@ -144,7 +144,7 @@ class SubscriptionWorkflow:
     @workflow.update
     async def change_plan(self, request: ChangePlan) -> ChangeResult:
         async with self._lock:
-            self._check(self.validate_change_plan, request)
+            self.validate_change_plan(request)  # again, under the lock
             s, target, today = self.state, request.plan, self._today()
             if target.code == s.plan.code:  # back to the current plan: withdraw the scheduled one
                 s.scheduled_plan = None
@@ -189,7 +189,7 @@ class SubscriptionWorkflow:
     @workflow.update
     async def switch_interval(self, request: SwitchInterval) -> Scheduled:
         async with self._lock:
-            self._check(self.validate_switch_interval, request)
+            self.validate_switch_interval(request)  # again, under the lock
             s = self.state
             withdrawn = request.interval == s.interval
             s.scheduled_interval = None if withdrawn else request.interval
@@ -213,7 +213,7 @@ class SubscriptionWorkflow:
     async def cancel(self) -> Scheduled:
         """R5: pending-cancel now, usable with its quota until the period end, then ended."""
         async with self._lock:
-            self._check(self.validate_cancel)
+            self.validate_cancel()  # again, under the lock
             s = self.state
             s.cancel_requested = True
             s.version += 1
@@ -231,7 +231,7 @@ class SubscriptionWorkflow:
     async def reactivate(self) -> Scheduled:
         """Withdraw a cancellation (or a firm's stop) before the period ends."""
         async with self._lock:
-            self._check(self.validate_reactivate)
+            self.validate_reactivate()  # again, under the lock
             s = self.state
             s.cancel_requested = s.stop_paying = False
             s.take_over = None
@@ -249,7 +249,7 @@ class SubscriptionWorkflow:
     async def cancel_now(self) -> Ended:
         """R6: ends today; no refund; overage consumed so far on a final invoice."""
         async with self._lock:
-            self._check(self.validate_cancel_now)
+            self.validate_cancel_now()  # again, under the lock
             s, today = self.state, self._today()
             used = await self._close_period(today)
             overage = overage_line(s.plan, s.period_start, today, Consumption(quota=s.quota, used=used))
@@ -264,7 +264,7 @@ class SubscriptionWorkflow:
     async def stop_paying(self) -> Scheduled:
         """R10: the firm stops paying; the subscription runs to its period end, then is not renewed."""
         async with self._lock:
-            self._check(self.validate_stop_paying)
+            self.validate_stop_paying()  # again, under the lock
             s = self.state
             s.stop_paying = True
             s.version += 1
@@ -287,7 +287,7 @@ class SubscriptionWorkflow:
     async def take_over(self, request: TakeOver) -> Scheduled:
         """R10: the new payer's subscription starts the day this one ends: no gap, no double bill."""
         async with self._lock:
-            self._check(self.validate_take_over, request)
+            self.validate_take_over(request)  # again, under the lock
             s = self.state
             s.take_over = request.payer
             s.version += 1
@@ -335,10 +335,6 @@ class SubscriptionWorkflow:
     def _not_ending(self, what: str) -> None:
         if self.state.ending:
             raise refuse(f"the subscription ends on {self.state.period_end}: reactivate it before {what}")
-
-    def _check(self, validator, *args) -> None:  # type: ignore[no-untyped-def]
-        """Validate again under the lock: an earlier change may have landed since the validator ran."""
-        validator(*args)
 
     def _notice(self, kind: str, subject: str, recipient: Payer) -> list[Notice]:
         s = self.state

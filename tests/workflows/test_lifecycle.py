@@ -26,7 +26,8 @@ CATALOG = parse_catalog([
 START = date(2025, 9, 1)
 
 
-def run(parts: SimulationParts, body: Callable[[Simulation], Awaitable[None]]) -> None:
+def run(parts: SimulationParts, body: Callable[[Simulation], Awaitable[None]], *, subscribed: bool = True) -> None:
+    """cli-1 of firm cab-1 on 1 Sep 2025, on Essentiel monthly paid by the firm if `subscribed`."""
     async def main() -> None:
         async with simulation(CATALOG, parts, first_date=START) as sim:
             await sim.add_parties(
@@ -34,7 +35,8 @@ def run(parts: SimulationParts, body: Callable[[Simulation], Awaitable[None]]) -
                 [ScenarioClient(id="cli-1", name="Boulangerie Martin", firm="cab-1")],
             )
             await sim.advance_to(START)
-            await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly", payer_kind="firm")
+            if subscribed:
+                await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly", payer_kind="firm")
             await body(sim)
     asyncio.run(main())
 
@@ -133,21 +135,15 @@ def test_concurrent_changes_are_applied_one_at_a_time(simulation_parts: Simulati
 
 
 def test_two_subscriptions_racing_for_one_line_leave_one_live(simulation_parts: SimulationParts) -> None:
-    async def main() -> None:
-        async with simulation(CATALOG, simulation_parts, first_date=START) as sim:
-            await sim.add_parties(
-                [ScenarioFirm(id="cab-1", name="Cabinet Dupont", card="4242424242424242")],
-                [ScenarioClient(id="cli-2", name="Garage Petit", firm="cab-1")],
-            )
-            await sim.advance_to(START)
-            results = await asyncio.gather(*(
-                sim.service.subscribe(client_id="cli-2", plan_code=plan, interval="monthly", payer_kind="firm")
-                for plan in ("essentiel", "standard")
-            ), return_exceptions=True)
-            refused = [r for r in results if isinstance(r, Refused)]
-            assert len(refused) == 1, results
-            assert "already has a live subscription on the einvoicing line" in str(refused[0])
-            report = sim.report()
-            assert len(report["subscriptions"]) == 1
-            assert len(report["invoices"]) == 1
-    asyncio.run(main())
+    async def body(sim: Simulation) -> None:
+        results = await asyncio.gather(*(
+            sim.service.subscribe(client_id="cli-1", plan_code=plan, interval="monthly", payer_kind="firm")
+            for plan in ("essentiel", "standard")
+        ), return_exceptions=True)
+        refused = [r for r in results if isinstance(r, Refused)]
+        assert len(refused) == 1, results
+        assert "already has a live subscription on the einvoicing line" in str(refused[0])
+        report = sim.report()
+        assert len(report["subscriptions"]) == 1
+        assert len(report["invoices"]) == 1
+    run(simulation_parts, body, subscribed=False)
