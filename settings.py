@@ -18,9 +18,19 @@ class Settings(BaseSettings):
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
 
+    # R11: a declined charge is retried this many days after the first failure.
+    dunning_retry_days: list[int] = [3, 6, 9]
+
     catalog_path: Path | None = None
     data_dir: Path = PROJECT_ROOT / ".var"
     temporal_ui_port: int | None = None  # free port when unset
+
+    @field_validator("dunning_retry_days")
+    @classmethod
+    def _increasing(cls, days: list[int]) -> list[int]:
+        if not days or any(d <= 0 for d in days) or days != sorted(set(days)):
+            raise ValueError("dunning_retry_days must be increasing positive days, e.g. [3, 6, 9]")
+        return days
 
     @field_validator("database_url")
     @classmethod

@@ -43,7 +43,8 @@ def build_worker(client: Client, task_queue: str, sessions: sessionmaker[Session
         client,
         task_queue=task_queue,
         workflows=[SubscriptionWorkflow],
-        activities=[records.record_state, records.close_period, records.issue_invoice, payments.charge_invoice],
+        activities=[records.record_state, records.close_period, records.issue_invoice,
+                    records.mark_uncollectible, payments.charge_invoice],
         # Activities are synchronous (SQLAlchemy, Stripe SDK): they run on these threads.
         activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,

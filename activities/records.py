@@ -1,12 +1,12 @@
 """Activities on the system of record: the read model, periods, invoices, notices."""
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from billing.invoices import draft
 from activities.models import ClosePeriod, IssuedInvoice, IssueInvoice, Notice, RecordState
 from store.invoices import draft_invoice, finalize_invoice
-from store.models import SubscriptionPeriod
+from store.models import Invoice, SubscriptionPeriod
 from store.notifications import queue_notice
 from store.subscriptions import ensure_period, upsert_subscription
 from store.usage import period_total
@@ -75,6 +75,16 @@ class RecordActivities:
             )
             return IssuedInvoice(invoice_id=invoice.id, number=number, subtotal=invoice.subtotal,
                                  tax=invoice.tax, total=invoice.total)
+
+
+    @activity.defn
+    def mark_uncollectible(self, invoice_ids: list[int]) -> None:
+        """R11: after the last failed retry, the open invoices are written off."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Invoice).where(Invoice.id.in_(invoice_ids), Invoice.status == "open")
+                .values(status="uncollectible")
+            )
 
 
 def _scheduled(request: RecordState) -> dict[str, object]:

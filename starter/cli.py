@@ -68,7 +68,8 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
     gateway = StripeGateway(endpoints.stripe_api_key, endpoints.stripe_api_base)
     catalog = load_catalog(settings.catalog_path or DEFAULT_CATALOG_PATH)
     async with build_worker(client, settings.task_queue, sessions, gateway):
-        service = SubscriptionService(client, sessions, catalog, gateway, settings.task_queue)
+        service = SubscriptionService(client, sessions, catalog, gateway, settings.task_queue,
+                                      settings.dunning_retry_days)
         card = "pm_card_visa" if endpoints.stripe_api_base is None else "4242424242424242"
         for line in await seed_demo(service, card):
             print(f"started  {line}", flush=True)

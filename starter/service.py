@@ -9,6 +9,7 @@ import uuid
 from contextlib import suppress
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
@@ -19,12 +20,12 @@ from activities.stripe_gateway import CardRefused, StripeGateway
 from billing.catalog import Catalog, UnknownPlan
 from billing.intervals import Interval, Line, Product, home_line, lines_occupied
 from billing.rules import Refused, check_new_subscription
-from store.models import Client as ClientRow, Firm, PaymentCustomer
+from store.models import Client as ClientRow, Firm, PaymentCustomer, Subscription
 from store.subscriptions import live_subscriptions
 from store.usage import UsageRecorded, UsageRefused, record_usage
 from workflows import search_attributes as sa
 from workflows.models import (
-    ChangePlan, ChangeResult, Ended, NewSubscription, Payer, Scheduled, SubscriptionInput,
+    DEFAULT_RETRY_DAYS, ChangePlan, ChangeResult, Ended, NewSubscription, Payer, Scheduled, SubscriptionInput,
     SubscriptionState, SwitchInterval, TakeOver, UsageReported,
 )
 from workflows.subscription import SubscriptionWorkflow
@@ -37,7 +38,8 @@ def workflow_id(client_id: str, line: Line) -> str:
 
 class SubscriptionService:
     def __init__(self, temporal: Client, sessions: sessionmaker[Session], catalog: Catalog,
-                 gateway: StripeGateway, task_queue: str) -> None:
+                 gateway: StripeGateway, task_queue: str, retry_days: list[int] | None = None) -> None:
+        self.retry_days = retry_days or list(DEFAULT_RETRY_DAYS)
         self.temporal = temporal
         self.sessions = sessions
         self.catalog = catalog
@@ -57,6 +59,7 @@ class SubscriptionService:
         new = NewSubscription(
             subscription_id=f"{client_id}.{line.value}.{uuid.uuid4().hex[:12]}", client_id=client_id,
             firm_id=client.firm_id, line=line, plan=plan, interval=interval_, payer=payer,
+            retry_days=self.retry_days,
         )
         return await self._start(new)
 
@@ -169,7 +172,21 @@ class SubscriptionService:
     # --- payers and cards -------------------------------------------------------------------
 
     async def register_card(self, *, payer: Payer, card: str) -> None:
+        """Attach the card as the payer's default; its past-due invoices are retried at once (R11)."""
         await asyncio.to_thread(self._register_card, payer, card)
+        for client_id, line in await asyncio.to_thread(self._past_due_lines, payer):
+            handle = self.temporal.get_workflow_handle(workflow_id(client_id, Line(line)))
+            with suppress(RPCError):  # ended meanwhile: nothing left to retry
+                await handle.signal(SubscriptionWorkflow.payment_method_updated)
+
+    def _past_due_lines(self, payer: Payer) -> list[tuple[str, str]]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Subscription.client_id, Subscription.line).where(
+                    Subscription.payer_kind == payer.kind, Subscription.payer_id == payer.id,
+                    Subscription.status == "past_due")
+            )
+            return [(c, l) for c, l in rows]
 
     def _register_card(self, payer: Payer, card: str) -> None:
         with self.sessions() as session:

@@ -2,7 +2,7 @@
 
 Pydantic models, carried by `pydantic_data_converter`, so dates and plans round-trip.
 """
-from datetime import date
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -38,6 +38,24 @@ class Payer(BaseModel):
         return f"{self.kind}:{self.id}"
 
 
+DEFAULT_RETRY_DAYS = [3, 6, 9]  # R11: retries after the first failure, in days
+
+
+class Dunning(BaseModel):
+    """An invoice whose charge was declined, and where its retries stand (R11)."""
+
+    invoice_id: int
+    number: str
+    first_failed_at: datetime
+    scheduled_done: int = 0  # scheduled retries made so far
+    attempts: int = 1  # charge attempts so far; the next one is attempts + 1
+
+    def next_retry_at(self, retry_days: list[int]) -> datetime | None:
+        if self.scheduled_done >= len(retry_days):
+            return None
+        return self.first_failed_at + timedelta(days=retry_days[self.scheduled_done])
+
+
 class SubscriptionState(BaseModel):
     """The whole state of one subscription, carried through continue-as-new each period."""
 
@@ -57,7 +75,8 @@ class SubscriptionState(BaseModel):
     cancel_requested: bool = False  # R5
     stop_paying: bool = False  # R10
     take_over: Payer | None = None  # R10: who pays from the end date on
-    unpaid_invoices: list[int] = []
+    dunning: list[Dunning] = []  # declined invoices being retried (R11)
+    retry_days: list[int] = DEFAULT_RETRY_DAYS
     used: int = 0  # documents this period, as last reported
     ended_on: date | None = None
     ended_reason: EndReason | None = None
@@ -68,7 +87,7 @@ class SubscriptionState(BaseModel):
     def status(self) -> Status:
         if self.ended_on is not None:
             return Status.ENDED
-        if self.unpaid_invoices:
+        if self.dunning:
             return Status.PAST_DUE
         if self.cancel_requested or self.stop_paying:
             return Status.PENDING_CANCEL
@@ -98,6 +117,7 @@ class NewSubscription(BaseModel):
     plan: Plan
     interval: Interval
     payer: Payer
+    retry_days: list[int] = DEFAULT_RETRY_DAYS
 
 
 class SubscriptionInput(BaseModel):

@@ -6,7 +6,7 @@ the period end (midnight in Paris); each renewal continues-as-new with the state
 history of a subscription that lives for years stays small.
 """
 import asyncio
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import (
-        ChargeInvoice, ClosePeriod, IssuedInvoice, IssueInvoice, Notice, RecordState,
+        ChargeInvoice, ChargeOutcome, ClosePeriod, IssuedInvoice, IssueInvoice, Notice, RecordState,
     )
     from activities.payments import PaymentActivities
     from activities.records import RecordActivities
@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from billing.rules import Refused, check_interval_switch, check_plan_change
     from workflows import search_attributes as sa
     from workflows.models import (
-        ChangePlan, ChangeResult, Ended, EndReason, NewSubscription, Payer, Scheduled, SubscriptionInput,
+        ChangePlan, ChangeResult, Dunning, Ended, EndReason, NewSubscription, Payer, Scheduled, SubscriptionInput,
         SubscriptionOutcome, SubscriptionState, SwitchInterval, TakeOver, UsageReported,
     )
 
@@ -44,6 +44,7 @@ class SubscriptionWorkflow:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()  # one change at a time, renewal included
         self._opened_ready = False
+        self._card_updated = False  # the payer replaced its card: retry at once (R11)
         self.state: SubscriptionState
 
     # --- life ---------------------------------------------------------------------------
@@ -59,18 +60,21 @@ class SubscriptionWorkflow:
             self.state = input.state
         self._opened_ready = True
         while self.state.ended_on is None:
-            due = paris_midnight(self.state.period_end)
+            renewal = paris_midnight(self.state.period_end)
+            wake = min([renewal, *self._retry_times()])
             try:
                 await workflow.wait_condition(
-                    lambda: self.state.ended_on is not None,
-                    timeout=max(due - workflow.now(), timedelta(0)),
+                    lambda: self.state.ended_on is not None or self._card_updated,
+                    timeout=max(wake - workflow.now(), timedelta(0)),
                 )
             except asyncio.TimeoutError:
-                async with self._lock:
-                    if self.state.ended_on is None and workflow.now() >= due:
-                        renewed = await self._renew()
-                        if renewed:
-                            break
+                pass
+            async with self._lock:
+                if self.state.ended_on is None:
+                    await self._dun()
+                if self.state.ended_on is None and workflow.now() >= renewal:
+                    if await self._renew():
+                        break
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self.state.ended_on is None:  # renewed: the next period is a fresh run
             workflow.continue_as_new(SubscriptionInput(state=self.state))
@@ -110,13 +114,15 @@ class SubscriptionWorkflow:
         await self._collect(invoice, period.start)
         return True
 
-    async def _end(self, on: date, reason: EndReason, overage: InvoiceLine | None) -> IssuedInvoice | None:
-        """Final invoice (overage in arrears, R4), then ended."""
+    async def _end(self, on: date, reason: EndReason, overage: InvoiceLine | None,
+                   *, collect_once: bool = False) -> IssuedInvoice | None:
+        """Final invoice (overage in arrears, R4), then ended. `collect_once`: charged once and,
+        if declined, left open for the operator (no dunning after an unpaid end)."""
         s = self.state
         invoice = None
         if overage is not None:
             invoice = await self._issue(f"{s.subscription_id}:final", on, [overage])
-            await self._collect(invoice, on)
+            await self._collect(invoice, on, dun=not collect_once)
         s.ended_on, s.ended_reason = on, reason
         s.version += 1
         await self._record(self._notice("ended", f"Subscription ended on {on} ({reason.value})", s.payer))
@@ -136,8 +142,51 @@ class SubscriptionWorkflow:
         return NewSubscription(
             subscription_id=f"{old.client_id}.{old.line.value}.{workflow.uuid4().hex[:12]}",
             client_id=old.client_id, firm_id=old.firm_id, line=old.line, plan=old.plan,
-            interval=old.interval, payer=old.take_over,
+            interval=old.interval, payer=old.take_over, retry_days=old.retry_days,
         )
+
+    # --- dunning (R11) -----------------------------------------------------------------------
+
+    def _retry_times(self) -> list[datetime]:
+        s = self.state
+        return [t for d in s.dunning if (t := d.next_retry_at(s.retry_days)) is not None]
+
+    async def _dun(self) -> None:
+        """Retry what is due: every open invoice when the card changed, else those whose day came."""
+        card_updated, self._card_updated = self._card_updated, False
+        now = workflow.now()
+        for entry in list(self.state.dunning):
+            due = entry.next_retry_at(self.state.retry_days)
+            scheduled = due is not None and now >= due
+            if (card_updated or scheduled) and self.state.ended_on is None:
+                await self._retry(entry, scheduled)
+
+    async def _retry(self, entry: Dunning, scheduled: bool) -> None:
+        s = self.state
+        entry.attempts += 1
+        if scheduled:
+            entry.scheduled_done += 1
+        outcome = await self._charge(entry.invoice_id, entry.attempts, self._today())
+        if outcome.paid:
+            s.dunning.remove(entry)
+        elif entry.next_retry_at(s.retry_days) is None:  # the last retry failed: give up
+            await self._give_up()
+            return
+        s.version += 1
+        await self._record()
+
+    async def _give_up(self) -> None:
+        """Every open invoice becomes uncollectible and the subscription ends, unpaid."""
+        s, today = self.state, self._today()
+        await workflow.execute_activity_method(
+            RecordActivities.mark_uncollectible, [d.invoice_id for d in s.dunning],
+            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
+        )
+        s.dunning = []
+        used = await self._close_period(today)
+        overage = overage_line(s.plan, s.period_start, today, Consumption(quota=s.quota, used=used))
+        s.take_over = None  # nobody takes over a subscription that ends unpaid
+        await self._end(today, EndReason.UNPAID, overage, collect_once=True)
 
     # --- changes (Workflow Updates: the validator refuses before anything is recorded) ---
 
@@ -314,6 +363,12 @@ class SubscriptionWorkflow:
         return self.state
 
     @workflow.signal
+    def payment_method_updated(self) -> None:
+        """The payer replaced its card: open invoices are retried at once (R11)."""
+        if self.state.dunning:
+            self._card_updated = True
+
+    @workflow.signal
     def usage_reported(self, report: UsageReported) -> None:
         if report.period_start == self.state.period_start:
             self.state.used = max(self.state.used, report.used)
@@ -372,14 +427,18 @@ class SubscriptionWorkflow:
             start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
         )
 
-    async def _collect(self, invoice: IssuedInvoice, on: date) -> None:
+    async def _collect(self, invoice: IssuedInvoice, on: date, *, dun: bool = True) -> None:
         """Charge the invoice; a decline leaves it open and the subscription past due (R11)."""
-        outcome = await workflow.execute_activity_method(
-            PaymentActivities.charge_invoice,
-            ChargeInvoice(invoice_id=invoice.invoice_id, attempt_no=1, business_date=on),
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
-        )
-        if not outcome.paid:
-            self.state.unpaid_invoices.append(invoice.invoice_id)
+        outcome = await self._charge(invoice.invoice_id, 1, on)
+        if not outcome.paid and dun:
+            self.state.dunning.append(Dunning(invoice_id=invoice.invoice_id, number=invoice.number,
+                                              first_failed_at=workflow.now()))
             self.state.version += 1
             await self._record()
+
+    async def _charge(self, invoice_id: int, attempt_no: int, on: date) -> ChargeOutcome:
+        return await workflow.execute_activity_method(
+            PaymentActivities.charge_invoice,
+            ChargeInvoice(invoice_id=invoice_id, attempt_no=attempt_no, business_date=on),
+            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
+        )

@@ -147,3 +147,31 @@ def test_two_subscriptions_racing_for_one_line_leave_one_live(simulation_parts: 
         assert len(report["subscriptions"]) == 1
         assert len(report["invoices"]) == 1
     run(simulation_parts, body, subscribed=False)
+
+
+def test_declined_charge_is_retried_3_6_and_9_days_later_notifying_each_failure(simulation_parts: SimulationParts) -> None:
+    async def main() -> None:
+        async with simulation(CATALOG, simulation_parts, first_date=START) as sim:
+            await sim.add_parties(
+                [ScenarioFirm(id="cab-1", name="Cabinet Dupont", card="4000000000000341")],
+                [ScenarioClient(id="cli-1", name="Boulangerie Martin", firm="cab-1")],
+            )
+            await sim.advance_to(START)
+            state = await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly", payer_kind="firm")
+            assert state.status.value == "past_due"
+            await sim.advance_to(date(2025, 9, 20))
+            with sim.sessions() as session:
+                failures = session.execute(
+                    select(Notification.business_date, Notification.recipient_kind, Notification.recipient_id)
+                    .where(Notification.kind == "payment_failed").order_by(Notification.business_date)
+                ).all()
+            assert [(shift(d, -sim.years), f"{k}:{i}") for d, k, i in failures] == [
+                (date(2025, 9, 1), "firm:cab-1"), (date(2025, 9, 4), "firm:cab-1"),
+                (date(2025, 9, 7), "firm:cab-1"), (date(2025, 9, 10), "firm:cab-1"),
+            ]
+            report = sim.report()
+            assert report["subscriptions"][0]["status"] == "ended"
+            assert report["subscriptions"][0]["ended_reason"] == "unpaid"
+            assert report["subscriptions"][0]["ended_on"] == "2025-09-10"
+            assert report["invoices"][0]["status"] == "uncollectible"
+    asyncio.run(main())
