@@ -5,7 +5,7 @@ its id stored before it is confirmed; a retry reads the stored intent before doi
 So a crash at any step leaves at most an unconfirmed intent, never a second charge, even on
 a Stripe-compatible server that ignores idempotency keys.
 """
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
@@ -45,19 +45,34 @@ class PaymentActivities:
             amount, customer_id, method = invoice.total, customer.stripe_customer_id, customer.default_payment_method
 
         if intent_id is None:
-            intent_id = self._gateway.create_intent(
+            activity.heartbeat("creating the payment intent")
+            created = self._gateway.create_intent(
                 amount=amount, customer_id=customer_id, payment_method=method,
                 invoice_id=request.invoice_id, idempotency_key=attempt_key,
             )
-            with self._sessions.begin() as session:
-                session.get_one(PaymentAttempt, attempt.id).stripe_payment_intent_id = intent_id
+            intent_id = self._store_intent(attempt.id, created)
+            if intent_id != created:  # a concurrent execution stored its own first: ours never runs
+                self._gateway.cancel_intent(created)
 
+        activity.heartbeat(f"confirming {intent_id}")
         view = self._gateway.retrieve_intent(intent_id)
         if view.status == "requires_confirmation":
             view = self._gateway.confirm_intent(intent_id)
         with self._sessions.begin() as session:
             invoice = session.get_one(Invoice, request.invoice_id, with_for_update=True)
             return self._settle(session, invoice, session.get_one(PaymentAttempt, attempt.id), request, view)
+
+    def _store_intent(self, attempt_id: int, intent_id: str) -> str:
+        """Store the intent's id unless one is stored already; return the one that counts."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(PaymentAttempt)
+                .where(PaymentAttempt.id == attempt_id, PaymentAttempt.stripe_payment_intent_id.is_(None))
+                .values(stripe_payment_intent_id=intent_id)
+            )
+            stored = session.get_one(PaymentAttempt, attempt_id, populate_existing=True).stripe_payment_intent_id
+            assert stored is not None
+            return stored
 
     def _settle(self, session: Session, invoice: Invoice, attempt: PaymentAttempt,
                 request: ChargeInvoice, view: IntentView) -> ChargeOutcome:

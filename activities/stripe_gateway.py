@@ -19,11 +19,17 @@ class IntentView:
     failure_message: str | None = None
 
 
+REQUEST_TIMEOUT_SECONDS = 10  # a call slower than this is an outage; the activity is retried
+
+
 class StripeGateway:
     def __init__(self, api_key: str, api_base: str | None = None) -> None:
         base = {"api": api_base} if api_base else None
         # No SDK-level retries: Temporal retries the activity, with its own backoff and record.
-        self._stripe = stripe.StripeClient(api_key, base_addresses=base, max_network_retries=0)  # type: ignore[arg-type]
+        self._stripe = stripe.StripeClient(
+            api_key, base_addresses=base, max_network_retries=0,  # type: ignore[arg-type]
+            http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT_SECONDS),
+        )
         self._real_stripe = api_base is None
 
     def create_customer(self, *, name: str, payer_label: str) -> str:
@@ -56,6 +62,10 @@ class StripeGateway:
             options={"idempotency_key": idempotency_key},
         )
         return intent.id
+
+    def cancel_intent(self, intent_id: str) -> None:
+        """Cancel an unconfirmed intent (one that lost a race to be stored): it never charges."""
+        self._stripe.v1.payment_intents.cancel(intent_id)
 
     def retrieve_intent(self, intent_id: str) -> IntentView:
         return _view(self._stripe.v1.payment_intents.retrieve(intent_id))

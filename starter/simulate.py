@@ -36,6 +36,7 @@ from store.db import make_engine, make_session_factory
 from store.models import Client as ClientRow, Firm, Subscription
 from workflows import search_attributes as sa
 from workflows.models import Payer
+from workflows.subscription import SubscriptionWorkflow
 from worker import build_worker, forward_core_logs
 
 STEP_TIME = timedelta(hours=12)  # steps happen at noon in Paris, after the night's renewals
@@ -72,8 +73,10 @@ async def simulate(scenario: Scenario, parts: SimulationParts,
 
 
 @asynccontextmanager
-async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: date) -> AsyncIterator["Simulation"]:
-    """A fresh database, a time-skipping server and a worker; dates are the scenario's own."""
+async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: date,
+                     task_queue: str | None = None, worker: bool = True) -> AsyncIterator["Simulation"]:
+    """A fresh database, a time-skipping server and (unless `worker` is False: the caller runs
+    its own, on `task_queue`) a worker; dates are the scenario's own."""
     name = f"simulation_{uuid.uuid4().hex[:12]}"
     create_database(parts.postgres_admin_url, name, template=parts.template_database)
     url = database_url(parts.postgres_admin_url, name)
@@ -90,11 +93,15 @@ async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: da
             await register_search_attributes(env.client)
             sessions = make_session_factory(engine)
             gateway = StripeGateway(parts.stripe_api_key, parts.stripe_api_base)
-            task_queue = f"simulation-{uuid.uuid4().hex[:8]}"
+            task_queue = task_queue or f"simulation-{uuid.uuid4().hex[:8]}"
             service = SubscriptionService(env.client, sessions, catalog, gateway, task_queue)
             years = shift_years(first_date, paris_date(await env.get_current_time()))
+            sim = Simulation(env, service, sessions, years, url)
+            if not worker:
+                yield sim
+                return
             async with build_worker(env.client, task_queue, sessions, gateway):
-                yield Simulation(env, service, sessions, years)
+                yield sim
     finally:
         engine.dispose()
         drop_database(parts.postgres_admin_url, name)
@@ -111,8 +118,9 @@ class Simulation:
     """The running system, driven in scenario dates (moved `years` into the future)."""
 
     def __init__(self, env: WorkflowEnvironment, service: SubscriptionService,
-                 sessions: sessionmaker[Session], years: int) -> None:
+                 sessions: sessionmaker[Session], years: int, database_url: str) -> None:
         self.env, self.service, self.sessions, self.years = env, service, sessions, years
+        self.database_url = database_url
         self.errors: list[dict[str, Any]] = []
         self._next_due: dict[tuple[str, str], datetime] = {}  # when each line next renews
 
@@ -145,15 +153,15 @@ class Simulation:
         for key in self._lines():
             if key in self._next_due and self._next_due[key] > now:
                 continue
-            while True:
-                state = await self.service.state(client_id=key[0], line=key[1])
-                due = paris_midnight(state.period_end) if state.ended_on is None else datetime.max.replace(tzinfo=now.tzinfo)
-                if due > now:
-                    self._next_due[key] = due
-                    break
+            handle = self.env.client.get_workflow_handle_for(
+                SubscriptionWorkflow.run, workflow_id(key[0], Line(key[1])))
+            while not await handle.query(SubscriptionWorkflow.settled):
                 if loop.time() > deadline:
                     raise TimeoutError(f"renewal of {key[0]}/{key[1]} due before {now} did not complete")
                 await asyncio.sleep(0.02)
+            state = await handle.query(SubscriptionWorkflow.current)
+            self._next_due[key] = (paris_midnight(state.period_end) if state.ended_on is None
+                                   else datetime.max.replace(tzinfo=now.tzinfo))
 
     async def today(self) -> date:
         return shift(paris_date(await self.env.get_current_time()), -self.years)

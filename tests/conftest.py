@@ -97,3 +97,21 @@ def simulation_parts(postgres_admin_url: str, template_database: str, localstrip
         stripe_api_base=localstripe.api_base,  # type: ignore[attr-defined]
         test_server_path=test_server_path(), template_database=template_database,
     )
+
+
+@pytest.fixture(scope="session")
+def dev_server(worker_id: str) -> Iterator[object]:
+    """A real Temporal dev server (real time) for tests that kill and restart workers."""
+    from embedded.temporal import start_dev_server
+
+    data = TEST_DATA_DIR / worker_id / "temporal"
+    if data.exists():
+        import shutil
+
+        shutil.rmtree(data)
+    from embedded.processes import free_port
+
+    server = start_dev_server(data, ui_port=free_port())
+    yield server
+    server.stop()
+

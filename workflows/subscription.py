@@ -32,6 +32,9 @@ with workflow.unsafe.imports_passed_through():
 
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
 # Outages (database, Stripe) are retried until they pass; refusals and declines are answers.
+# A charge heartbeats around each Stripe call (at most REQUEST_TIMEOUT_SECONDS): a worker that
+# died mid-charge is noticed this fast, and the retry finds the attempt where it stopped.
+CHARGE_HEARTBEAT = timedelta(seconds=15)
 ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=2))
 
 
@@ -377,6 +380,13 @@ class SubscriptionWorkflow:
     def current(self) -> SubscriptionState:
         return self.state
 
+    @workflow.query
+    def settled(self) -> bool:
+        """Nothing in progress and nothing overdue: every renewal due by now is done."""
+        if self._lock.locked() or self._card_updated:
+            return False
+        return self.state.ended_on is not None or workflow.now() < paris_midnight(self.state.period_end)
+
     # --- helpers --------------------------------------------------------------------------
 
     def _today(self) -> date:
@@ -441,4 +451,5 @@ class SubscriptionWorkflow:
             PaymentActivities.charge_invoice,
             ChargeInvoice(invoice_id=invoice_id, attempt_no=attempt_no, business_date=on),
             start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
+            heartbeat_timeout=CHARGE_HEARTBEAT,
         )

@@ -1,0 +1,179 @@
+"""Exactly one charge per invoice, whatever crashes (R4, R11): the worker process is killed
+(SIGKILL) at each step of a charge and restarted; Stripe is cut off during a renewal and
+comes back. Real localstripe, PostgreSQL, time-skipping server; no mock."""
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import stripe
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing.catalog import parse_catalog
+from settings import PROJECT_ROOT
+from activities.stripe_gateway import StripeGateway
+from starter.scenario import ScenarioClient, ScenarioFirm
+from starter.service import SubscriptionService, workflow_id
+from billing.intervals import Line
+from starter.simulate import Simulation, SimulationParts, simulation
+from store.db import make_engine, make_session_factory
+from store.models import Client, Firm, Invoice, PaymentAttempt, PaymentCustomer
+from workflows.models import Payer
+from worker import connect
+from tests.tcp_proxy import TcpProxy
+
+CATALOG = parse_catalog([
+    {"code": "essentiel", "product": "einvoicing", "name": "Essentiel",
+     "prices": {"monthly": 1900, "annual": 19000}, "quota": {"monthly": 50, "annual": 600}, "overage": 25},
+])
+START = date(2025, 9, 1)
+FIRM = ScenarioFirm(id="cab-1", name="Cabinet Dupont", card="4242424242424242")
+CLIENT = ScenarioClient(id="cli-1", name="Boulangerie Martin", firm="cab-1")
+
+
+def intents_of(customer: str, parts: SimulationParts) -> dict[str, list[str]]:
+    """The customer's PaymentIntents in localstripe, by invoice id: their statuses."""
+    client = stripe.StripeClient(parts.stripe_api_key, base_addresses={"api": parts.stripe_api_base})
+    seen: dict[str, object] = {}
+    params: dict[str, object] = {"limit": 100}
+    while True:  # localstripe pages loosely: stop when a page brings nothing new
+        page = client.v1.payment_intents.list(params=params)  # type: ignore[arg-type]
+        fresh = [pi for pi in page.data if pi.id not in seen]
+        seen.update((pi.id, pi) for pi in fresh)
+        if not page.has_more or not fresh:
+            break
+        params["starting_after"] = page.data[-1].id
+    by_invoice: dict[str, list[str]] = {}
+    for pi in seen.values():
+        if pi.customer == customer:  # type: ignore[attr-defined]
+            by_invoice.setdefault(pi.metadata["invoice_id"], []).append(pi.status)  # type: ignore[attr-defined]
+    return by_invoice
+
+
+def attempts_and_status(sim: Simulation, invoice_id: int) -> tuple[list[str], str]:
+    with sim.sessions() as session:
+        attempts = session.scalars(select(PaymentAttempt.status).where(PaymentAttempt.invoice_id == invoice_id)).all()
+        return list(attempts), session.get_one(Invoice, invoice_id).status
+
+
+def invoice_statuses(sessions: sessionmaker[Session]) -> list[str]:
+    with sessions() as session:
+        return list(session.scalars(select(Invoice.status).order_by(Invoice.id)))
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.2)
+
+
+def spawn_worker(database_url: str, temporal_address: str, parts: SimulationParts, queue: str,
+                 crash_at: str, marker: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, DATABASE_URL=database_url, TEMPORAL_ADDRESS=temporal_address,
+               STRIPE_API_KEY=parts.stripe_api_key, STRIPE_API_BASE=parts.stripe_api_base or "")
+    log = open(marker.parent / f"worker-{crash_at}.log", "ab")  # noqa: SIM115  (kept by the child)
+    return subprocess.Popen([sys.executable, "-m", "tests.crash_worker", queue, crash_at, str(marker)],
+                            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("crash_at", ["before_create", "after_create", "after_store", "after_confirm"])
+def test_worker_killed_at_each_step_of_a_charge_charges_exactly_once(
+    crash_at: str, simulation_parts: SimulationParts, dev_server: object, database_url: str, tmp_path: Path
+) -> None:
+    """On the real dev server (real time): a dead worker's charge is retried once its heartbeat
+    times out (15 s), by the restarted worker."""
+    address = dev_server.address  # type: ignore[attr-defined]
+    client_id = f"cli-{uuid.uuid4().hex[:8]}"  # workflow ids are per client: one per test
+
+    async def main() -> None:
+        queue = f"kill-{uuid.uuid4().hex[:8]}"
+        sessions = make_session_factory(make_engine(database_url))
+        gateway = StripeGateway(simulation_parts.stripe_api_key, simulation_parts.stripe_api_base)
+        temporal = await connect(address)
+        service = SubscriptionService(temporal, sessions, CATALOG, gateway, queue)
+        with sessions.begin() as session:
+            session.add(Firm(id="cab-1", name="Cabinet Dupont"))
+            session.flush()
+            session.add(Client(id=client_id, name="Boulangerie Martin", firm_id="cab-1"))
+        await service.register_card(payer=Payer(kind="firm", id="cab-1"), card="4242424242424242")
+        marker = tmp_path / "killed"
+        first = spawn_worker(database_url, address, simulation_parts, queue, crash_at, marker)
+        second = None
+        # The caller's answer is not awaited: what counts is what the workflow and the records say.
+        subscribing = asyncio.create_task(service.subscribe(
+            client_id=client_id, plan_code="essentiel", interval="monthly", payer_kind="firm"))
+        try:
+            await wait_until(lambda: first.poll() is not None)
+            assert first.returncode == -9 and marker.read_text() == crash_at  # it died where we said
+            second = spawn_worker(database_url, address, simulation_parts, queue, "none", marker)
+            await wait_until(lambda: invoice_statuses(sessions) == ["paid"])
+            state = await service.state(client_id=client_id)
+        finally:
+            subscribing.cancel()
+            with suppress(BaseException):
+                await subscribing
+            with suppress(Exception):
+                await temporal.get_workflow_handle(workflow_id(client_id, Line.EINVOICING)).terminate("test over")
+            for process in (first, second):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait()
+        assert state.status.value == "active"
+        with sessions() as session:
+            (invoice_id,) = session.scalars(select(Invoice.id)).all()
+            attempts = session.scalars(select(PaymentAttempt.status).where(PaymentAttempt.invoice_id == invoice_id)).all()
+            assert list(attempts) == ["succeeded"]
+            customer = session.get_one(PaymentCustomer, ("firm", "cab-1")).stripe_customer_id
+        statuses = intents_of(customer, simulation_parts)[str(invoice_id)]
+        assert statuses.count("succeeded") == 1, statuses  # one charge; at most an unconfirmed orphan
+        assert set(statuses) <= {"succeeded", "requires_confirmation", "canceled"}
+    asyncio.run(main())
+
+
+def test_stripe_down_during_a_renewal_is_retried_until_it_answers_and_charges_once(
+    simulation_parts: SimulationParts, localstripe: object
+) -> None:
+    proxy = TcpProxy(localstripe.port)  # type: ignore[attr-defined]
+    parts = SimulationParts(simulation_parts.postgres_admin_url, simulation_parts.stripe_api_key, proxy.url,
+                            simulation_parts.test_server_path, simulation_parts.template_database)
+
+    async def main() -> None:
+        async with simulation(CATALOG, parts, first_date=START) as sim:
+            await sim.add_parties([FIRM], [CLIENT])
+            await sim.advance_to(START)
+            await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly", payer_kind="firm")
+            proxy.cut()
+            now = await sim.env.get_current_time()
+            await sim.env.sleep(timedelta(days=30, hours=13) - (now - now.replace(hour=0, minute=0)))
+            with sim.sessions() as session:
+                renewal = session.scalars(select(Invoice).where(Invoice.number == 2)).one()
+            assert renewal.status == "open"  # issued, its charge still failing against a dead Stripe
+            proxy.restore()
+            await sim.env.sleep(timedelta(minutes=5))  # the next retry finds Stripe back
+            await sim.settle()
+            attempts, status = attempts_and_status(sim, renewal.id)
+            assert (attempts, status) == (["succeeded"], "paid")
+            with sim.sessions() as session:
+                customer = session.get_one(PaymentCustomer, ("firm", "cab-1")).stripe_customer_id
+            assert intents_of(customer, parts)[str(renewal.id)].count("succeeded") == 1
+            attempts_seen = [e.activity_task_started_event_attributes.attempt
+                             for h in await sim.histories() for e in h.events
+                             if e.HasField("activity_task_started_event_attributes")]
+            assert max(attempts_seen) > 1  # the charge did fail against the dead Stripe, and was retried
+            report = sim.report()
+            assert [i["status"] for i in report["invoices"]] == ["paid", "paid"]
+            assert report["subscriptions"][0]["status"] == "active"
+    try:
+        asyncio.run(main())
+    finally:
+        proxy.cut()
