@@ -83,6 +83,25 @@ class StripeGateway:
                               exc.user_message or "the card was declined")
 
 
+    def list_intents(self) -> list[tuple[IntentView, str | None, int | None]]:
+        """Every PaymentIntent in the account: (view, customer id, our invoice id from metadata)."""
+        seen: dict[str, stripe.PaymentIntent] = {}
+        params: dict[str, object] = {"limit": 100}
+        while True:  # localstripe pages loosely: stop when a page brings nothing new
+            page = self._stripe.v1.payment_intents.list(params=params)  # type: ignore[arg-type]
+            fresh = [pi for pi in page.data if pi.id not in seen]
+            seen.update((pi.id, pi) for pi in fresh)
+            if not page.has_more or not fresh:
+                break
+            params["starting_after"] = page.data[-1].id
+        listed = []
+        for pi in seen.values():
+            invoice = pi.to_dict().get("metadata", {}).get("invoice_id")
+            customer = pi.customer if isinstance(pi.customer, str) or pi.customer is None else pi.customer.id
+            listed.append((_view(pi), customer, int(invoice) if invoice and invoice.isdigit() else None))
+        return listed
+
+
 def _view(intent: stripe.PaymentIntent) -> IntentView:
     error = intent.to_dict().get("last_payment_error") or {}
     return IntentView(intent.id, intent.status, intent.amount, error.get("code"), error.get("message"))

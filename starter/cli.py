@@ -20,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim = commands.add_parser("simulate", help="run a scenario through the real system; JSON on stdout")
     sim.add_argument("scenario", help="the scenario file (YAML)")
     sim.add_argument("--histories", help="also save every workflow history (JSON) in this folder")
+    commands.add_parser("reconcile", help="compare invoices and payment attempts with Stripe; exit 1 on a mismatch")
     check = commands.add_parser("check-catalog", help="validate a catalogue file")
     check.add_argument("path", nargs="?", help="the catalogue (default: CATALOG_PATH or the shipped one)")
     args = parser.parse_args(argv)
@@ -28,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(settings)
     if args.command == "migrate":
         return migrate(settings)
+    if args.command == "reconcile":
+        return reconcile(settings)
     if args.command == "simulate":
         from starter.simulate_cli import simulate_file
 
@@ -80,6 +83,27 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
             print(f"Filtered   {workflows}?query={query}", flush=True)
         print("Worker running. Ctrl-C stops everything.", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+
+
+def reconcile(settings: Settings) -> int:
+    from activities.stripe_gateway import StripeGateway
+    from embedded.stack import EMBEDDED_DATABASE
+    from starter.reconcile import find_mismatches, report
+    from store.db import make_engine, make_session_factory
+
+    if settings.stripe_api_key is None and settings.stripe_api_base is None:
+        print("reconcile needs the Stripe the payments went to: set STRIPE_API_KEY, or STRIPE_API_BASE "
+              "to the localstripe that `run` printed", file=sys.stderr)
+        return 2
+    url = settings.database_url
+    if url is None:
+        from embedded.postgres import EmbeddedPostgres
+
+        url = EmbeddedPostgres(settings.data_dir / "postgres").url(EMBEDDED_DATABASE)
+    gateway = StripeGateway(settings.stripe_api_key or "sk_test_localstripe", settings.stripe_api_base)
+    mismatches, recorded, intents = find_mismatches(make_session_factory(make_engine(url)), gateway)
+    print(report(mismatches, recorded, intents))
+    return 1 if mismatches else 0
 
 
 def migrate(settings: Settings) -> int:

@@ -13,7 +13,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,20 +40,10 @@ CLIENT = ScenarioClient(id="cli-1", name="Boulangerie Martin", firm="cab-1")
 
 def intents_of(customer: str, parts: SimulationParts) -> dict[str, list[str]]:
     """The customer's PaymentIntents in localstripe, by invoice id: their statuses."""
-    client = stripe.StripeClient(parts.stripe_api_key, base_addresses={"api": parts.stripe_api_base})
-    seen: dict[str, object] = {}
-    params: dict[str, object] = {"limit": 100}
-    while True:  # localstripe pages loosely: stop when a page brings nothing new
-        page = client.v1.payment_intents.list(params=params)  # type: ignore[arg-type]
-        fresh = [pi for pi in page.data if pi.id not in seen]
-        seen.update((pi.id, pi) for pi in fresh)
-        if not page.has_more or not fresh:
-            break
-        params["starting_after"] = page.data[-1].id
     by_invoice: dict[str, list[str]] = {}
-    for pi in seen.values():
-        if pi.customer == customer:  # type: ignore[attr-defined]
-            by_invoice.setdefault(pi.metadata["invoice_id"], []).append(pi.status)  # type: ignore[attr-defined]
+    for view, owner, invoice_id in StripeGateway(parts.stripe_api_key, parts.stripe_api_base).list_intents():
+        if owner == customer:
+            by_invoice.setdefault(str(invoice_id), []).append(view.status)
     return by_invoice
 
 
