@@ -14,9 +14,7 @@ from activities.stripe_gateway import IntentView, StripeGateway
 from billing.money import format_eur
 from store.models import Invoice, PaymentAttempt, PaymentCustomer
 from store.notifications import queue_notice
-
-DECLINED_STATES = {"requires_payment_method", "requires_action", "canceled"}
-
+from store.payments import apply_intent
 
 class PaymentActivities:
     def __init__(self, session_factory: sessionmaker[Session], gateway: StripeGateway) -> None:
@@ -76,17 +74,12 @@ class PaymentActivities:
 
     def _settle(self, session: Session, invoice: Invoice, attempt: PaymentAttempt,
                 request: ChargeInvoice, view: IntentView) -> ChargeOutcome:
-        if view.status == "succeeded":
-            attempt.status = "succeeded"
-            invoice.status = "paid"
+        outcome = apply_intent(session, invoice, attempt, view.status, view.failure_code, view.failure_message)
+        if outcome == "paid":
             return ChargeOutcome(status="paid")
-        if view.status not in DECLINED_STATES:
+        if outcome == "pending":
             # processing and the like settle later (webhook); the activity is retried meanwhile
             raise RuntimeError(f"payment intent {view.id} is {view.status}: not settled yet")
-        attempt.status = "requires_action" if view.status == "requires_action" else "declined"
-        attempt.failure_code = view.failure_code or view.status
-        attempt.failure_message = view.failure_message or (
-            "the bank asks for authentication (3-D Secure)" if view.status == "requires_action" else "declined")
         queue_notice(
             session, dedupe_key=f"payment_failed:{invoice.id}:{request.attempt_no}", kind="payment_failed",
             recipient_kind=invoice.payer_kind, recipient_id=invoice.payer_id,

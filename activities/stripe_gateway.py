@@ -35,6 +35,15 @@ class StripeGateway:
     def create_customer(self, *, name: str, payer_label: str) -> str:
         return self._stripe.v1.customers.create(params={"name": name, "metadata": {"payer": payer_label}}).id
 
+    def customer_exists(self, customer_id: str) -> bool:
+        try:
+            customer = self._stripe.v1.customers.retrieve(customer_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return False
+            raise
+        return not customer.to_dict().get("deleted", False)
+
     def attach_card(self, customer_id: str, card: str) -> str:
         """Attach a card and make it the default; `card` is a PaymentMethod id or a test card number."""
         try:

@@ -81,8 +81,29 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
             query = quote('FirmId="cab-leroy" AND SubscriptionStatus="pending_cancel"')
             print(f"Workflows  {workflows}", flush=True)
             print(f"Filtered   {workflows}?query={query}", flush=True)
+        api = await _start_api(settings, sessions, gateway, service)
         print("Worker running. Ctrl-C stops everything.", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        api.should_exit = True
+
+
+async def _start_api(settings: Settings, sessions: object, gateway: object, service: object) -> object:
+    """Serve the HTTP API (Stripe webhook, health) in this process, on API_PORT or a free port."""
+    import asyncio
+
+    import uvicorn
+
+    from embedded.processes import free_port, port_is_free
+    from starter.api import create_app
+
+    port = settings.api_port if port_is_free(settings.api_port) else free_port()
+    app = create_app(sessions, gateway, settings.stripe_webhook_secret, service.payment_settled)  # type: ignore[arg-type, attr-defined]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    print(f"HTTP API   http://127.0.0.1:{port}  (Stripe webhook: POST /stripe/webhook)", flush=True)
+    return server
 
 
 def reconcile(settings: Settings) -> int:

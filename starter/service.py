@@ -20,7 +20,7 @@ from activities.stripe_gateway import CardRefused, StripeGateway
 from billing.catalog import Catalog, UnknownPlan
 from billing.intervals import Interval, Line, Product, home_line, lines_occupied
 from billing.rules import Refused, check_new_subscription
-from store.models import Client as ClientRow, Firm, PaymentCustomer, Subscription
+from store.models import Client as ClientRow, Firm, Invoice as InvoiceRow, PaymentCustomer, Subscription
 from store.subscriptions import live_subscriptions
 from store.usage import UsageRecorded, UsageRefused, record_usage
 from workflows import search_attributes as sa
@@ -179,6 +179,18 @@ class SubscriptionService:
             with suppress(RPCError):  # ended meanwhile: nothing left to retry
                 await handle.signal(SubscriptionWorkflow.payment_method_updated)
 
+    async def payment_settled(self, invoice: InvoiceRow) -> None:
+        """A payment settled outside a charge (webhook): its subscription looks again now."""
+        def line_of() -> tuple[str, str] | None:
+            with self.sessions() as session:
+                sub = session.get(Subscription, invoice.subscription_id) if invoice.subscription_id else None
+                return (sub.client_id, sub.line) if sub else None
+        found = await asyncio.to_thread(line_of)
+        if found is not None:
+            with suppress(RPCError):
+                await self.temporal.get_workflow_handle(workflow_id(found[0], Line(found[1]))).signal(
+                    SubscriptionWorkflow.payment_settled)
+
     def _past_due_lines(self, payer: Payer) -> list[tuple[str, str]]:
         with self.sessions() as session:
             rows = session.execute(
@@ -192,6 +204,11 @@ class SubscriptionService:
         with self.sessions() as session:
             name = self._payer_name(session, payer)
             customer = session.get(PaymentCustomer, (payer.kind, payer.id))
+            if customer is not None and not self.gateway.customer_exists(customer.stripe_customer_id):
+                # deleted in Stripe (or a local Stripe that restarted empty): make a new one
+                session.delete(customer)
+                session.flush()
+                customer = None
             if customer is None:
                 customer = PaymentCustomer(payer_kind=payer.kind, payer_id=payer.id,
                                            stripe_customer_id=self.gateway.create_customer(name=name, payer_label=payer.label))

@@ -47,7 +47,7 @@ class SubscriptionWorkflow:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()  # one change at a time, renewal included
         self._opened_ready = False
-        self._card_updated = False  # the payer replaced its card: retry at once (R11)
+        self._retry_now = False  # a new card, or a payment settled elsewhere: retry at once (R11)
         self.state: SubscriptionState
 
     # --- life ---------------------------------------------------------------------------
@@ -67,7 +67,7 @@ class SubscriptionWorkflow:
             wake = min([renewal, *self._retry_times()])
             try:
                 await workflow.wait_condition(
-                    lambda: self.state.ended_on is not None or self._card_updated,
+                    lambda: self.state.ended_on is not None or self._retry_now,
                     timeout=max(wake - workflow.now(), timedelta(0)),
                 )
             except asyncio.TimeoutError:
@@ -156,12 +156,12 @@ class SubscriptionWorkflow:
 
     async def _dun(self) -> None:
         """Retry what is due: every open invoice when the card changed, else those whose day came."""
-        card_updated, self._card_updated = self._card_updated, False
+        retry_now, self._retry_now = self._retry_now, False
         now = workflow.now()
         for entry in list(self.state.dunning):
             due = entry.next_retry_at(self.state.retry_days)
             scheduled = due is not None and now >= due
-            if (card_updated or scheduled) and self.state.ended_on is None:
+            if (retry_now or scheduled) and self.state.ended_on is None:
                 await self._retry(entry, scheduled)
 
     async def _retry(self, entry: Dunning, scheduled: bool) -> None:
@@ -369,7 +369,14 @@ class SubscriptionWorkflow:
     def payment_method_updated(self) -> None:
         """The payer replaced its card: open invoices are retried at once (R11)."""
         if self.state.dunning:
-            self._card_updated = True
+            self._retry_now = True
+
+    @workflow.signal
+    def payment_settled(self) -> None:
+        """A payment settled outside a charge (Stripe webhook): the open invoices are looked at
+        again now; one already paid is found paid, with no new charge."""
+        if self.state.dunning:
+            self._retry_now = True
 
     @workflow.signal
     def usage_reported(self, report: UsageReported) -> None:
@@ -383,7 +390,7 @@ class SubscriptionWorkflow:
     @workflow.query
     def settled(self) -> bool:
         """Nothing in progress and nothing overdue: every renewal due by now is done."""
-        if self._lock.locked() or self._card_updated:
+        if self._lock.locked() or self._retry_now:
             return False
         return self.state.ended_on is not None or workflow.now() < paris_midnight(self.state.period_end)
 

@@ -1,0 +1,74 @@
+"""The HTTP API. For now: Stripe's webhook (payments that settle after the charge) and health.
+
+The webhook trusts nothing in the payload but its signature and the id it names: the
+PaymentIntent is fetched again from Stripe, so events arriving late, twice or out of order
+change nothing wrong.
+"""
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import stripe
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from activities.stripe_gateway import StripeGateway
+from store.models import Invoice, PaymentAttempt
+from store.payments import apply_intent
+
+OnSettled = Callable[[Invoice], Awaitable[None]]
+
+
+def create_app(sessions: sessionmaker[Session], gateway: StripeGateway, webhook_secret: str | None,
+               on_settled: OnSettled | None = None) -> FastAPI:
+    app = FastAPI(title="Cabinet billing", version="0.1.0")
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/stripe/webhook")
+    async def stripe_webhook(request: Request) -> JSONResponse:
+        if not webhook_secret:
+            return _error(503, "Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET)")
+        payload = await request.body()
+        try:
+            event = stripe.Webhook.construct_event(payload, request.headers.get("stripe-signature"), webhook_secret)
+        except stripe.SignatureVerificationError:
+            return _error(400, "missing or bad Stripe signature: event refused")
+        except ValueError:
+            return _error(400, "the body is not a Stripe event")
+        if not event.type.startswith("payment_intent."):
+            return JSONResponse({"status": "ignored", "reason": f"{event.type} is not handled"})
+        intent_id = event.to_dict().get("data", {}).get("object", {}).get("id")
+        if not isinstance(intent_id, str):
+            return _error(400, "the event names no payment intent")
+        view = await asyncio.to_thread(gateway.retrieve_intent, intent_id)
+        outcome, invoice = await asyncio.to_thread(_apply, sessions, view.id, view.status,
+                                                   view.failure_code, view.failure_message)
+        if invoice is None:
+            return JSONResponse({"status": "ignored", "reason": f"{intent_id} is not one of our payments"})
+        if outcome == "newly_paid" and on_settled is not None:
+            await on_settled(invoice)
+        return JSONResponse({"status": outcome, "invoice": invoice.display_number})
+
+    return app
+
+
+def _apply(sessions: sessionmaker[Session], intent_id: str, status: str, code: str | None,
+           message: str | None) -> tuple[str, Invoice | None]:
+    with sessions.begin() as session:
+        attempt = session.scalars(
+            select(PaymentAttempt).where(PaymentAttempt.stripe_payment_intent_id == intent_id).with_for_update()
+        ).one_or_none()
+        if attempt is None:
+            return "ignored", None
+        invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
+        was_paid = invoice.status == "paid"
+        outcome = apply_intent(session, invoice, attempt, status, code, message)
+        return ("newly_paid" if outcome == "paid" and not was_paid else outcome), invoice
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
