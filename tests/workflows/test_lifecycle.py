@@ -26,12 +26,13 @@ CATALOG = parse_catalog([
 START = date(2025, 9, 1)
 
 
-def run(parts: SimulationParts, body: Callable[[Simulation], Awaitable[None]], *, subscribed: bool = True) -> None:
+def run(parts: SimulationParts, body: Callable[[Simulation], Awaitable[None]], *, subscribed: bool = True,
+        firm_card: str = "4242424242424242") -> None:
     """cli-1 of firm cab-1 on 1 Sep 2025, on Essentiel monthly paid by the firm if `subscribed`."""
     async def main() -> None:
         async with simulation(CATALOG, parts, first_date=START) as sim:
             await sim.add_parties(
-                [ScenarioFirm(id="cab-1", name="Cabinet Dupont", card="4242424242424242")],
+                [ScenarioFirm(id="cab-1", name="Cabinet Dupont", card=firm_card)],
                 [ScenarioClient(id="cli-1", name="Boulangerie Martin", firm="cab-1")],
             )
             await sim.advance_to(START)
@@ -150,28 +151,21 @@ def test_two_subscriptions_racing_for_one_line_leave_one_live(simulation_parts: 
 
 
 def test_declined_charge_is_retried_3_6_and_9_days_later_notifying_each_failure(simulation_parts: SimulationParts) -> None:
-    async def main() -> None:
-        async with simulation(CATALOG, simulation_parts, first_date=START) as sim:
-            await sim.add_parties(
-                [ScenarioFirm(id="cab-1", name="Cabinet Dupont", card="4000000000000341")],
-                [ScenarioClient(id="cli-1", name="Boulangerie Martin", firm="cab-1")],
-            )
-            await sim.advance_to(START)
-            state = await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly", payer_kind="firm")
-            assert state.status.value == "past_due"
-            await sim.advance_to(date(2025, 9, 20))
-            with sim.sessions() as session:
-                failures = session.execute(
-                    select(Notification.business_date, Notification.recipient_kind, Notification.recipient_id)
-                    .where(Notification.kind == "payment_failed").order_by(Notification.business_date)
-                ).all()
-            assert [(shift(d, -sim.years), f"{k}:{i}") for d, k, i in failures] == [
-                (date(2025, 9, 1), "firm:cab-1"), (date(2025, 9, 4), "firm:cab-1"),
-                (date(2025, 9, 7), "firm:cab-1"), (date(2025, 9, 10), "firm:cab-1"),
-            ]
-            report = sim.report()
-            assert report["subscriptions"][0]["status"] == "ended"
-            assert report["subscriptions"][0]["ended_reason"] == "unpaid"
-            assert report["subscriptions"][0]["ended_on"] == "2025-09-10"
-            assert report["invoices"][0]["status"] == "uncollectible"
-    asyncio.run(main())
+    async def body(sim: Simulation) -> None:
+        assert (await sim.service.state(client_id="cli-1")).status.value == "past_due"
+        await sim.advance_to(date(2025, 9, 20))
+        with sim.sessions() as session:
+            failures = session.execute(
+                select(Notification.business_date, Notification.recipient_kind, Notification.recipient_id)
+                .where(Notification.kind == "payment_failed").order_by(Notification.business_date)
+            ).all()
+        assert [(shift(d, -sim.years), f"{k}:{i}") for d, k, i in failures] == [
+            (date(2025, 9, 1), "firm:cab-1"), (date(2025, 9, 4), "firm:cab-1"),
+            (date(2025, 9, 7), "firm:cab-1"), (date(2025, 9, 10), "firm:cab-1"),
+        ]
+        report = sim.report()
+        assert report["subscriptions"][0]["status"] == "ended"
+        assert report["subscriptions"][0]["ended_reason"] == "unpaid"
+        assert report["subscriptions"][0]["ended_on"] == "2025-09-10"
+        assert report["invoices"][0]["status"] == "uncollectible"
+    run(simulation_parts, body, firm_card="4000000000000341")
