@@ -124,6 +124,7 @@ def test_worker_killed_at_each_step_of_a_charge_charges_exactly_once(
             assert list(attempts) == ["succeeded"]
             customer = session.get_one(PaymentCustomer, ("firm", "cab-1")).stripe_customer_id
         statuses = intents_of(customer, simulation_parts)[str(invoice_id)]
+        print(f"killed {crash_at}: payment intents of the invoice {statuses}")  # shown with -rP
         assert statuses.count("succeeded") == 1, statuses  # one charge; at most an unconfirmed orphan
         assert set(statuses) <= {"succeeded", "requires_confirmation", "canceled"}
     asyncio.run(main())
