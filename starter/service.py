@@ -7,7 +7,7 @@ Every refusal is a `Refused` whose message is a sentence for a person; nothing i
 import asyncio
 import uuid
 from contextlib import suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +29,9 @@ from workflows.models import (
     SubscriptionState, SwitchInterval, TakeOver, UsageReported,
 )
 from workflows.subscription import SubscriptionWorkflow
+
+
+START_ANSWER_TIMEOUT = timedelta(seconds=30)
 
 
 def workflow_id(client_id: str, line: Line) -> str:
@@ -80,8 +83,15 @@ class SubscriptionService:
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             )
             try:
-                return await self.temporal.execute_update_with_start_workflow(
-                    SubscriptionWorkflow.opened, start_workflow_operation=start)
+                return await asyncio.wait_for(
+                    self.temporal.execute_update_with_start_workflow(
+                        SubscriptionWorkflow.opened, start_workflow_operation=start),
+                    START_ANSWER_TIMEOUT.total_seconds())
+            except asyncio.TimeoutError:
+                # Seen when a worker died during the opening: the workflow went on and
+                # completed the update, but this call's answer never came. Ask it again.
+                handle = self.temporal.get_workflow_handle_for(SubscriptionWorkflow.run, wf_id)
+                return await handle.execute_update(SubscriptionWorkflow.opened)
             except (WorkflowAlreadyStartedError, RPCError) as exc:
                 if isinstance(exc, RPCError) and exc.status != RPCStatusCode.ALREADY_EXISTS:
                     raise

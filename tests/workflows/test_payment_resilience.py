@@ -98,7 +98,6 @@ def test_worker_killed_at_each_step_of_a_charge_charges_exactly_once(
         marker = tmp_path / "killed"
         first = spawn_worker(database_url, address, simulation_parts, queue, crash_at, marker)
         second = None
-        # The caller's answer is not awaited: what counts is what the workflow and the records say.
         subscribing = asyncio.create_task(service.subscribe(
             client_id=client_id, plan_code="essentiel", interval="monthly", payer_kind="firm"))
         try:
@@ -106,7 +105,7 @@ def test_worker_killed_at_each_step_of_a_charge_charges_exactly_once(
             assert first.returncode == -9 and marker.read_text() == crash_at  # it died where we said
             second = spawn_worker(database_url, address, simulation_parts, queue, "none", marker)
             await wait_until(lambda: invoice_statuses(sessions) == ["paid"])
-            state = await service.state(client_id=client_id)
+            state = await asyncio.wait_for(subscribing, timeout=120)  # the caller gets its answer too
         finally:
             subscribing.cancel()
             with suppress(BaseException):
