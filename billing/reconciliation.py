@@ -57,13 +57,14 @@ def reconcile(recorded: list[RecordedPayment], intents: list[StripeIntent]) -> l
     paid_invoices = {r.invoice_id for r in recorded if r.invoice_status == "paid"}
     for r in recorded:
         label = r.invoice_number or f"#{r.invoice_id}"
-        intent = by_id.get(r.intent_id) if r.intent_id else None
-        if r.intent_id and intent is None:
+        named = by_id.get(r.intent_id) if r.intent_id else None
+        if r.intent_id and named is None:
             found.append(Mismatch("recorded_not_charged", r.invoice_id,
                                   f"invoice {label}: {r.intent_id} is not in Stripe"))
             continue
-        if intent is None:
+        if named is None:
             continue
+        intent = named
         if intent.amount != r.amount or r.amount != r.invoice_total:
             found.append(Mismatch("amount_differs", r.invoice_id,
                                   f"invoice {label}: total {format_eur(r.invoice_total)}, attempt "

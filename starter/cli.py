@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 from settings import Settings
 
 if TYPE_CHECKING:
+    import uvicorn
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from activities.stripe_gateway import StripeGateway
     from embedded.stack import Endpoints
+    from starter.service import SubscriptionService
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +92,8 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
         api.should_exit = True
 
 
-async def _start_api(settings: Settings, sessions: object, gateway: object, service: object) -> object:
+async def _start_api(settings: Settings, sessions: "sessionmaker[Session]", gateway: "StripeGateway",
+                     service: "SubscriptionService") -> "uvicorn.Server":
     """Serve the HTTP API (Stripe webhook, health) in this process, on API_PORT or a free port."""
     import asyncio
 
@@ -97,7 +103,7 @@ async def _start_api(settings: Settings, sessions: object, gateway: object, serv
     from starter.api import create_app
 
     port = settings.api_port if port_is_free(settings.api_port) else free_port()
-    app = create_app(sessions, gateway, settings.stripe_webhook_secret, service.payment_settled)  # type: ignore[arg-type, attr-defined]
+    app = create_app(sessions, gateway, settings.stripe_webhook_secret, service.payment_settled)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     asyncio.get_running_loop().create_task(server.serve())
     while not server.started:

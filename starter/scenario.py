@@ -8,7 +8,7 @@ report is moved back by the same amount.
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 VERBS = (
     "subscribe", "usage", "change_plan", "switch_interval", "cancel", "reactivate", "cancel_now",

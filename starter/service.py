@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.stripe_gateway import CardRefused, StripeGateway
-from billing.catalog import Catalog, UnknownPlan
+from billing.catalog import Catalog, Plan, UnknownPlan
 from billing.intervals import Interval, Line, Product, home_line, lines_occupied
 from billing.rules import Refused, check_new_subscription
 from store.models import Client as ClientRow, Firm, Invoice as InvoiceRow, PaymentCustomer, Subscription
@@ -233,7 +233,7 @@ class SubscriptionService:
 
     # --- facts ------------------------------------------------------------------------------
 
-    def _plan(self, code: str):  # type: ignore[no-untyped-def]
+    def _plan(self, code: str) -> Plan:
         try:
             return self.catalog.plan(code)
         except UnknownPlan as exc:
@@ -255,7 +255,8 @@ class SubscriptionService:
 
     @staticmethod
     def _payer_name(session: Session, payer: Payer) -> str:
-        row = session.get(Firm if payer.kind == "firm" else ClientRow, payer.id)
+        row: Firm | ClientRow | None = (
+            session.get(Firm, payer.id) if payer.kind == "firm" else session.get(ClientRow, payer.id))
         if row is None:
             raise Refused(f"there is no {payer.kind} '{payer.id}'")
         return row.name

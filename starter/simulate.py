@@ -268,10 +268,10 @@ async def _perform(service: SubscriptionService, step: Step, index: int, now: da
             raise Refused("update_card names either a client or a firm")
         payer = Payer(kind="client", id=card.client) if card.client else Payer(kind="firm", id=card.firm or "")
         await service.register_card(payer=payer, card=card.card)
-    else:
-        a = _Args.model_validate(raw)
+    else:  # cancel, reactivate, cancel_now, stop_paying: a client (and a line) only
+        target = _Args.model_validate(raw)
         action: Callable[..., Awaitable[Any]] = getattr(service, verb)
-        await action(client_id=a.client, line=a.line)
+        await action(client_id=target.client, line=target.line)
 
 
 def _sentence(exc: Exception) -> str:

@@ -1,4 +1,6 @@
 """The subscriptions read model: what the workflow last said, never overwritten by an older write."""
+from datetime import date
+
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
@@ -17,7 +19,7 @@ def upsert_subscription(session: Session, values: dict[str, object]) -> None:
     )
 
 
-def ensure_period(session: Session, *, subscription_id: str, client_id: str, start: object, end: object) -> None:
+def ensure_period(session: Session, *, subscription_id: str, client_id: str, start: date, end: date) -> None:
     session.execute(
         pg_insert(SubscriptionPeriod)
         .values(subscription_id=subscription_id, client_id=client_id, period_start=start, period_end=end)

@@ -7,7 +7,6 @@ migrates a template database once through Alembic; a test's database is a copy o
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import hypothesis  # noqa: F401  imported now: its plugin imports it at session end otherwise, which
 # CPython 3.11.7 can fail to compile while Temporal's sandbox threads are still winding down
