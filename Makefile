@@ -19,4 +19,4 @@ run: install
 	$(BIN)/python -m starter run
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2
