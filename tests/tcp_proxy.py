@@ -1,5 +1,6 @@
-"""A loopback TCP proxy that can be cut (connection refused, open connections dropped) and
-restored on the same port: Stripe "down" for the gateway while localstripe keeps its state."""
+"""A loopback TCP proxy that can be cut (connection refused, open connections dropped), or made
+to answer every request with an HTTP error (503, 429), and restored on the same port: Stripe
+"down" for the gateway while localstripe keeps its state."""
 import socket
 import threading
 
@@ -13,11 +14,18 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.error_status: int | None = None  # when set, answer this HTTP status instead of relaying
         self.restore()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def answer_errors(self, status: int) -> None:
+        """Keep accepting, but answer every request with `status` (e.g. 503, 429)."""
+        self.cut()
+        self.error_status = status
+        self.restore()
 
     def restore(self) -> None:
         listener = socket.socket()
@@ -44,6 +52,12 @@ class TcpProxy:
                 conn.close()
             self._open.clear()
 
+    def heal(self) -> None:
+        """Relay to Stripe again, whatever was wrong."""
+        self.cut()
+        self.error_status = None
+        self.restore()
+
     close = cut
 
     def _accept(self, listener: socket.socket) -> None:
@@ -52,6 +66,9 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # cut
+            if self.error_status is not None:
+                threading.Thread(target=self._answer_error, args=(client, self.error_status), daemon=True).start()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
             except OSError:
@@ -74,3 +91,16 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    @staticmethod
+    def _answer_error(client: socket.socket, status: int) -> None:
+        body = b'{"error": {"message": "unavailable", "type": "api_error"}}'
+        try:
+            client.recv(65536)
+            client.sendall(
+                f"HTTP/1.1 {status} Error\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n".encode() + body)
+        except OSError:
+            pass
+        finally:
+            client.close()

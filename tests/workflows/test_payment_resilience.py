@@ -129,8 +129,9 @@ def test_worker_killed_at_each_step_of_a_charge_charges_exactly_once(
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("outage", ["connection refused", "503", "429"])
 def test_stripe_down_during_a_renewal_is_retried_until_it_answers_and_charges_once(
-    simulation_parts: SimulationParts, localstripe: object
+    outage: str, simulation_parts: SimulationParts, localstripe: object
 ) -> None:
     proxy = TcpProxy(localstripe.port)  # type: ignore[attr-defined]
     parts = SimulationParts(simulation_parts.postgres_admin_url, simulation_parts.stripe_api_key, proxy.url,
@@ -141,13 +142,16 @@ def test_stripe_down_during_a_renewal_is_retried_until_it_answers_and_charges_on
             await sim.add_parties([FIRM], [CLIENT])
             await sim.advance_to(START)
             await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly", payer_kind="firm")
-            proxy.cut()
+            if outage == "connection refused":
+                proxy.cut()
+            else:
+                proxy.answer_errors(int(outage))
             now = await sim.env.get_current_time()
             await sim.env.sleep(timedelta(days=30, hours=13) - (now - now.replace(hour=0, minute=0)))
             with sim.sessions() as session:
                 renewal = session.scalars(select(Invoice).where(Invoice.number == 2)).one()
             assert renewal.status == "open"  # issued, its charge still failing against a dead Stripe
-            proxy.restore()
+            proxy.heal()
             await sim.env.sleep(timedelta(minutes=5))  # the next retry finds Stripe back
             await sim.settle()
             attempts, status = attempts_and_status(sim, renewal.id)
