@@ -1,4 +1,5 @@
 """The plan catalogue (R1): data an operator edits, validated before anything uses it."""
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,23 +65,14 @@ class Catalog:
     def __init__(self, plans: list[Plan]) -> None:
         self._plans = {p.code: p for p in plans}
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Plan]:
         return iter(self._plans.values())
-
-    def __len__(self) -> int:
-        return len(self._plans)
-
-    def __contains__(self, code: object) -> bool:
-        return code in self._plans
 
     def plan(self, code: str) -> Plan:
         try:
             return self._plans[code]
         except KeyError:
             raise UnknownPlan(code) from None
-
-    def as_data(self) -> list[dict[str, Any]]:
-        return [p.model_dump(mode="json") for p in self._plans.values()]
 
 
 def parse_catalog(data: Any) -> Catalog:

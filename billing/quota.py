@@ -44,7 +44,3 @@ def thresholds_reached(quota: int, used_before: int, used_after: int) -> list[in
         if used_before * 100 < pct * quota <= used_after * 100
     ]
 
-
-def thresholds_at(quota: int, used: int) -> list[int]:
-    """Every alert threshold at or below `used`: what must have been notified by now."""
-    return thresholds_reached(quota, 0, used) if used > 0 else []

@@ -5,7 +5,6 @@
 """
 from contextlib import ExitStack
 from dataclasses import dataclass
-from types import TracebackType
 
 from embedded.postgres import EmbeddedPostgres, create_database
 from embedded.stripe_server import LOCALSTRIPE_KEY, start_localstripe
@@ -34,10 +33,8 @@ class Endpoints:
 
 
 class LocalStack:
-    def __init__(self, settings: Settings, *, temporal: bool = True, stripe: bool = True) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._want_temporal = temporal
-        self._want_stripe = stripe
         self._exit = ExitStack()
 
     def __enter__(self) -> Endpoints:
@@ -47,7 +44,7 @@ class LocalStack:
             self._exit.close()
             raise
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._exit.close()
 
     def _start(self) -> Endpoints:
@@ -62,13 +59,13 @@ class LocalStack:
         upgrade(database_url)
 
         temporal_address, ui_url = s.temporal_address or "", None
-        if self._want_temporal and s.temporal_address is None:
+        if s.temporal_address is None:
             server = start_dev_server(data / "temporal", ui_port=s.temporal_ui_port)
             self._exit.callback(server.stop)
             temporal_address, ui_url = server.address, server.ui_url
 
         stripe_key, stripe_base = s.stripe_api_key or LOCALSTRIPE_KEY, s.stripe_api_base
-        if self._want_stripe and s.stripe_api_key is None and s.stripe_api_base is None:
+        if s.stripe_api_key is None and s.stripe_api_base is None:
             local = start_localstripe(data / "logs")
             self._exit.callback(local.stop)
             stripe_base = local.api_base

@@ -163,9 +163,6 @@ class Simulation:
             self._next_due[key] = (paris_midnight(state.period_end) if state.ended_on is None
                                    else datetime.max.replace(tzinfo=now.tzinfo))
 
-    async def today(self) -> date:
-        return shift(paris_date(await self.env.get_current_time()), -self.years)
-
     async def perform(self, step: Step, index: int) -> None:
         try:
             await _perform(self.service, step, index, await self.env.get_current_time())

@@ -80,11 +80,3 @@ def next_number(session: Session, series: str) -> int:
         .returning(InvoiceCounter.last_number)
     ).scalar_one()
 
-
-def set_invoice_status(session: Session, invoice_id: int, status: str) -> Invoice:
-    invoice = session.get_one(Invoice, invoice_id, with_for_update=True)
-    if invoice.status == "draft":
-        raise ValueError(f"invoice {invoice_id} is a draft: finalise it before collecting it")
-    invoice.status = status
-    session.flush()
-    return invoice

@@ -58,8 +58,6 @@ class TcpProxy:
         self.error_status = None
         self.restore()
 
-    close = cut
-
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:

@@ -6,7 +6,7 @@ from billing.catalog import parse_catalog
 from billing.intervals import Interval
 from billing.invoices import LineKind, draft, overage_line, proration_line, subscription_line
 from billing.periods import Period
-from billing.quota import Consumption, thresholds_at, thresholds_reached
+from billing.quota import Consumption, thresholds_reached
 
 CATALOG = parse_catalog([
     {"code": "essentiel", "product": "einvoicing", "name": "Essentiel",
@@ -54,11 +54,6 @@ def test_consumption(quota: int, used: int, left: int, over: int) -> None:
 )
 def test_quota_alerts_fire_once_when_crossing_80_and_100_percent(quota: int, before: int, after: int, crossed: list[int]) -> None:
     assert thresholds_reached(quota, before, after) == crossed
-
-
-def test_thresholds_at() -> None:
-    assert thresholds_at(50, 45) == [80]
-    assert thresholds_at(50, 0) == []
 
 
 def test_seed_example_invoices() -> None:
