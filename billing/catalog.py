@@ -11,7 +11,16 @@ from billing.money import Cents
 
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("default_catalog.yaml")
 
-NonNegative = Annotated[int, Field(ge=0, strict=True)]
+# Limits: refuse at load what the store or Stripe could not hold, not when a client subscribes.
+MAX_CODE_LENGTH = 64  # plan codes are stored in String(64) columns (store/models.py)
+MAX_TEXT_LENGTH = 200  # a plan name goes into notice subjects; a feature is one short line
+MAX_FEATURES = 50  # a plan page lists its features; more is a mistake in the file
+MAX_AMOUNT = 99_999_999  # cents: Stripe's largest EUR amount is 999,999.99, a bigger price is never charged
+MAX_QUOTA = 2_147_483_647  # quotas are stored in PostgreSQL `integer` columns
+
+Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT, strict=True)]
+Quota = Annotated[int, Field(ge=0, le=MAX_QUOTA, strict=True)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH)]
 
 
 class CatalogError(ValueError):
@@ -27,13 +36,13 @@ class UnknownPlan(LookupError):
 class Plan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    code: Annotated[str, Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    code: Annotated[str, Field(min_length=1, max_length=MAX_CODE_LENGTH, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     product: Product
-    name: Annotated[str, Field(min_length=1)]
-    features: tuple[str, ...] = ()
-    prices: dict[Interval, NonNegative]
-    quota: dict[Interval, NonNegative]
-    overage: NonNegative = 0
+    name: Text
+    features: Annotated[tuple[Text, ...], Field(max_length=MAX_FEATURES)] = ()
+    prices: dict[Interval, Amount]
+    quota: dict[Interval, Quota]
+    overage: Amount = 0
 
     @model_validator(mode="after")
     def _intervals_agree(self) -> "Plan":

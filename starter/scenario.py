@@ -5,10 +5,11 @@ and only moves forward. So the whole scenario is moved into the future by whole 
 years (which keep every weekday and leap year of 1901–2099 in place) and every date of the
 report is moved back by the same amount.
 """
+from collections import Counter
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 VERBS = (
     "subscribe", "usage", "change_plan", "switch_interval", "cancel", "reactivate", "cancel_now",
@@ -16,18 +17,22 @@ VERBS = (
 )
 BLOCK_YEARS = 28
 
+# Firms and clients go into String(64) ids and String(200) names (store/models.py).
+PartyId = Annotated[str, Field(min_length=1, max_length=64)]
+PartyName = Annotated[str, Field(min_length=1, max_length=200)]
+
 
 class ScenarioFirm(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str
-    name: str
+    id: PartyId
+    name: PartyName
     card: str | None = None
 
 
 class ScenarioClient(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str
-    name: str
+    id: PartyId
+    name: PartyName
     firm: str
     card: str | None = None
 
@@ -58,6 +63,21 @@ class Scenario(BaseModel):
     clients: list[ScenarioClient] = []
     steps: list[Step] = []
     until: date
+
+    @model_validator(mode="after")
+    def _parties_fit_the_store(self) -> "Scenario":
+        # These would crash the run in the database; a step naming an unknown client is a
+        # scenario of its own (the system refuses it and the report says so), so it stays.
+        for kind, ids in (("firms", [f.id for f in self.firms]), ("clients", [c.id for c in self.clients])):
+            twice = [i for i, n in Counter(ids).items() if n > 1]
+            if twice:
+                raise ValueError(f"{kind}: the id '{twice[0]}' is declared twice")
+        firms = {f.id for f in self.firms}
+        for client in self.clients:
+            if client.firm not in firms:
+                raise ValueError(f"clients: client '{client.id}' names firm '{client.firm}', "
+                                 "which is not among `firms`")
+        return self
 
     @model_validator(mode="after")
     def _dates_in_range(self) -> "Scenario":

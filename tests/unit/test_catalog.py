@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from billing.catalog import CatalogError, UnknownPlan, load_catalog, parse_catalog
@@ -87,3 +89,64 @@ def test_unreadable_catalogue_file_is_named(tmp_path) -> None:  # type: ignore[n
     broken.write_text("- code: [unclosed\n")
     with pytest.raises(CatalogError, match="not valid YAML"):
         load_catalog(broken)
+
+
+def test_a_plan_code_longer_than_the_store_holds_is_refused_naming_the_field() -> None:
+    parse_catalog([plan(code="a" * 64)])  # the String(64) column holds this one
+    with pytest.raises(CatalogError, match=r"\(#1\): code: String should have at most 64 characters"):
+        parse_catalog([plan(code="a" * 65)])
+
+
+def test_a_plan_name_longer_than_a_notice_subject_takes_is_refused_naming_the_field() -> None:
+    parse_catalog([plan(name="n" * 200)])
+    with pytest.raises(CatalogError, match=r"plan 'essentiel' \(#1\): name: String should have at most 200 characters"):
+        parse_catalog([plan(name="n" * 400)])
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        (["f" * 201], r"features\.0: String should have at most 200 characters"),
+        (["archiving", ""], r"features\.1: String should have at least 1 character"),
+        ([f"feature {i}" for i in range(51)], r"features: Tuple should have at most 50 items"),
+    ],
+)
+def test_a_feature_too_long_empty_or_one_too_many_is_refused_naming_the_field(
+        features: list[str], message: str) -> None:
+    with pytest.raises(CatalogError, match=r"plan 'essentiel' \(#1\): " + message):
+        parse_catalog([plan(features=features)])
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (plan(prices={"monthly": 10**19, "annual": 19000}), r"prices\.monthly"),
+        (plan(prices={"monthly": 1900, "annual": 100_000_000}), r"prices\.annual"),
+        (plan(overage=100_000_000), "overage"),
+    ],
+)
+def test_a_price_stripe_could_never_charge_is_refused_naming_the_field(bad: dict[str, object], field: str) -> None:
+    with pytest.raises(CatalogError, match=rf"plan 'essentiel' \(#1\): {field}: .*less than or equal to 99999999"):
+        parse_catalog([bad])
+
+
+def test_the_largest_price_stripe_charges_still_loads_and_one_cent_more_does_not() -> None:
+    parse_catalog([plan(prices={"monthly": 99_999_999}, quota={"monthly": 0}, overage=99_999_999)])
+    with pytest.raises(CatalogError, match=r"prices\.monthly: "):
+        parse_catalog([plan(prices={"monthly": 100_000_000}, quota={"monthly": 0})])
+
+
+def test_a_quota_beyond_a_postgresql_integer_is_refused_naming_the_interval() -> None:
+    parse_catalog([plan(quota={"monthly": 2_147_483_647, "annual": 600})])
+    with pytest.raises(CatalogError, match=r"\(#1\): quota\.monthly: .*less than or equal to 2147483647"):
+        parse_catalog([plan(quota={"monthly": 2_147_483_648, "annual": 600})])
+
+
+def test_a_bad_value_in_a_catalogue_file_is_refused_at_load_naming_plan_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(
+        "- code: essentiel\n  product: einvoicing\n  name: Essentiel\n"
+        "  prices: {monthly: 10000000000000000000}\n  quota: {monthly: 50}\n"
+    )
+    with pytest.raises(CatalogError, match=r"^plan 'essentiel' \(#1\): prices\.monthly: "):
+        load_catalog(path)
