@@ -1,7 +1,7 @@
 """All configuration, read once from the environment (or a .env file) through one class."""
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -22,6 +22,8 @@ class Settings(BaseSettings):
 
     # R11: a declined charge is retried this many days after the first failure.
     dunning_retry_days: list[int] = [3, 6, 9]
+    # R16: the smallest amount Stripe charges, in cents (€0.50 for EUR).
+    minimum_charge: int = Field(default=50, ge=1)
 
     catalog_path: Path | None = None
     data_dir: Path = PROJECT_ROOT / ".var"

@@ -12,10 +12,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Worker
 
-from activities.payments import PaymentActivities
+from activities.payments import DEFAULT_MINIMUM_CHARGE, PaymentActivities
 from activities.records import RecordActivities
-from activities.stripe_gateway import StripeGateway
+from adapters.stripe_gateway import StripeGateway
 from settings import Settings
+from workflows.dunning import InvoiceDunningWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
 ACTIVITY_THREADS = 16
@@ -36,15 +37,16 @@ async def connect(address: str, namespace: str = "default") -> Client:
     return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
 
 
-def build_worker(client: Client, task_queue: str, sessions: sessionmaker[Session], gateway: StripeGateway) -> Worker:
+def build_worker(client: Client, task_queue: str, sessions: sessionmaker[Session], gateway: StripeGateway,
+                 minimum_charge: int = DEFAULT_MINIMUM_CHARGE) -> Worker:
     records = RecordActivities(sessions)
-    payments = PaymentActivities(sessions, gateway)
+    payments = PaymentActivities(sessions, gateway, minimum_charge)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SubscriptionWorkflow],
-        activities=[records.record_state, records.close_period, records.issue_invoice,
-                    records.mark_uncollectible, payments.charge_invoice],
+        workflows=[SubscriptionWorkflow, InvoiceDunningWorkflow],
+        activities=[records.open_subscription, records.record_state, records.close_period, records.issue_invoice,
+                    records.mark_uncollectible, records.raise_alert, payments.charge_invoice],
         # Activities are synchronous (SQLAlchemy, Stripe SDK): they run on these threads.
         activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
@@ -62,7 +64,7 @@ async def main() -> None:
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     gateway = StripeGateway(settings.stripe_api_key or "sk_test_localstripe", settings.stripe_api_base)
     sessions = make_session_factory(make_engine(settings.database_url))
-    await build_worker(client, settings.task_queue, sessions, gateway).run()
+    await build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge).run()
 
 
 if __name__ == "__main__":

@@ -1,54 +1,75 @@
-"""Collecting an invoice through Stripe, exactly once whatever crashes (R4, R11).
+"""Collecting an invoice through Stripe, exactly once whatever crashes (R4, R11, R16).
 
-The attempt is recorded before Stripe is called; the PaymentIntent is created unconfirmed and
-its id stored before it is confirmed; a retry reads the stored intent before doing anything.
-So a crash at any step leaves at most an unconfirmed intent, never a second charge, even on
-a Stripe-compatible server that ignores idempotency keys.
+The attempt, with the invoices it collects and its amount, is recorded before Stripe is
+called; the PaymentIntent is created unconfirmed and its id stored before it is confirmed; a
+retry reads the stored attempt before doing anything. So a crash at any step leaves at most
+an unconfirmed intent, never a second charge, even on a Stripe-compatible server that
+ignores idempotency keys.
+
+R16: a charge takes along the payer's invoices that wait below the minimum (one PaymentIntent,
+all paid together); an invoice whose charge, waiting ones included, stays below the minimum
+is not charged: it waits, open, for the payer's next charge.
 """
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities.models import ChargeInvoice, ChargeOutcome
-from activities.stripe_gateway import IntentView, StripeGateway
+from activities.errors import unrecoverable_errors_classified
+from adapters.stripe_gateway import IntentView, RequestRefused, StripeGateway
 from billing.money import format_eur
-from store.models import Invoice, PaymentAttempt, PaymentCustomer
+from billing.statuses import AttemptStatus, ChargeResult, InvoiceStatus
+from contracts.activities import ChargeInvoice, ChargeOutcome
+from store.alerts import raise_alert
+from store.models import Invoice, PaymentAttempt, PaymentAttemptInvoice, PaymentCustomer
 from store.notifications import queue_notice
-from store.payments import apply_intent
+from store.payments import apply_intent, end_attempt
+
+DEFAULT_MINIMUM_CHARGE = 50  # R16: Stripe charges nothing below €0.50
+
 
 class PaymentActivities:
-    def __init__(self, session_factory: sessionmaker[Session], gateway: StripeGateway) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], gateway: StripeGateway,
+                 minimum_charge: int = DEFAULT_MINIMUM_CHARGE) -> None:
         self._sessions = session_factory
         self._gateway = gateway
+        self._minimum = minimum_charge
 
     @activity.defn
+    @unrecoverable_errors_classified
     def charge_invoice(self, request: ChargeInvoice) -> ChargeOutcome:
-        attempt_key = f"invoice-{request.invoice_id}-attempt-{request.attempt_no}"
+        key = f"invoice-{request.invoice_id}-attempt-{request.attempt_no}"
+        try:
+            return self._charge(request, key)
+        except RequestRefused as exc:
+            return self._refused(request, key, exc)
+
+    def _charge(self, request: ChargeInvoice, key: str) -> ChargeOutcome:
+        if not self._attempt_exists(key):
+            earlier = self._settle_earlier_authentications(request.invoice_id)
+            if earlier is not None:
+                return earlier
         with self._sessions.begin() as session:
-            invoice = session.get_one(Invoice, request.invoice_id)
-            if invoice.status == "paid":
-                return ChargeOutcome(status="paid")
-            attempt = _attempt(session, invoice, request.attempt_no, attempt_key)
-            if attempt.status == "succeeded":
-                return ChargeOutcome(status="paid")
-            if attempt.status in ("declined", "requires_action"):
-                return ChargeOutcome(status="declined", failure_code=attempt.failure_code,
-                                     failure_message=attempt.failure_message)
-            customer = session.get(PaymentCustomer, (invoice.payer_kind, invoice.payer_id))
+            opened = self._open_attempt(session, request, key)
+            if isinstance(opened, ChargeOutcome):
+                return opened
+            attempt = opened
+            if attempt.status != AttemptStatus.PENDING:
+                return _outcome_of(attempt)
+            customer = session.get(PaymentCustomer, attempt_payer(session, attempt))
             if customer is None or customer.default_payment_method is None:
-                return self._settle(session, invoice, attempt, request, IntentView(
-                    "", "requires_payment_method", invoice.total, "no_card", "no card on file"))
+                return self._settle(session, attempt, request, IntentView(
+                    "", "requires_payment_method", attempt.amount, "no_card", "no card on file"))
             attempt.stripe_customer_id = customer.stripe_customer_id
-            intent_id = attempt.stripe_payment_intent_id
-            amount, customer_id, method = invoice.total, customer.stripe_customer_id, customer.default_payment_method
+            attempt_id, intent_id, amount = attempt.id, attempt.stripe_payment_intent_id, attempt.amount
+            customer_id, method = customer.stripe_customer_id, customer.default_payment_method
 
         if intent_id is None:
             activity.heartbeat("creating the payment intent")
             created = self._gateway.create_intent(
                 amount=amount, customer_id=customer_id, payment_method=method,
-                invoice_id=request.invoice_id, idempotency_key=attempt_key,
+                invoice_id=request.invoice_id, idempotency_key=key,
             )
-            intent_id = self._store_intent(attempt.id, created)
+            intent_id = self._store_intent(attempt_id, created)
             if intent_id != created:  # a concurrent execution stored its own first: ours never runs
                 self._gateway.cancel_intent(created)
 
@@ -57,8 +78,76 @@ class PaymentActivities:
         if view.status == "requires_confirmation":
             view = self._gateway.confirm_intent(intent_id)
         with self._sessions.begin() as session:
-            invoice = session.get_one(Invoice, request.invoice_id, with_for_update=True)
-            return self._settle(session, invoice, session.get_one(PaymentAttempt, attempt.id), request, view)
+            attempt = session.get_one(PaymentAttempt, attempt_id, with_for_update=True)
+            return self._settle(session, attempt, request, view)
+
+    def _open_attempt(self, session: Session, request: ChargeInvoice, key: str) -> PaymentAttempt | ChargeOutcome:
+        """The attempt for `key`, recorded with what it collects; or why nothing is charged."""
+        attempt = session.scalars(
+            select(PaymentAttempt).where(PaymentAttempt.idempotency_key == key).with_for_update()
+        ).one_or_none()
+        if attempt is not None:
+            return attempt
+        invoice = session.get_one(Invoice, request.invoice_id, with_for_update=True)
+        if invoice.status == InvoiceStatus.PAID:
+            return ChargeOutcome(status=ChargeResult.PAID)
+        if invoice.status != InvoiceStatus.OPEN:
+            return ChargeOutcome(status=ChargeResult.DECLINED, failure_code=invoice.status,
+                                 failure_message=f"invoice {invoice.display_number} is {invoice.status}")
+        if invoice.collecting_attempt_id is not None:
+            # Taken along by another of the payer's charges (R16), still in flight: retried
+            # until that one settles it (paid) or lets it go.
+            raise RuntimeError(f"invoice {invoice.display_number} is being collected by attempt "
+                               f"{invoice.collecting_attempt_id}")
+        waiting = list(session.scalars(
+            select(Invoice).where(
+                Invoice.payer_kind == invoice.payer_kind, Invoice.payer_id == invoice.payer_id,
+                Invoice.status == InvoiceStatus.OPEN, Invoice.waiting_since.is_not(None),
+                Invoice.collecting_attempt_id.is_(None), Invoice.id != invoice.id,
+            ).order_by(Invoice.id).with_for_update()
+        ))
+        amount = invoice.total + sum(w.total for w in waiting)
+        if amount < self._minimum:  # R16: not a decline; the payer's next charge takes it along
+            if invoice.waiting_since is None:
+                invoice.waiting_since = request.business_date
+            return ChargeOutcome(status=ChargeResult.WAITING)
+        attempt = PaymentAttempt(invoice_id=invoice.id, attempt_no=request.attempt_no, idempotency_key=key,
+                                 amount=amount, currency=invoice.currency, status=AttemptStatus.PENDING)
+        session.add(attempt)
+        session.flush()
+        for collected in [invoice, *waiting]:
+            session.add(PaymentAttemptInvoice(attempt_id=attempt.id, invoice_id=collected.id, amount=collected.total))
+            collected.collecting_attempt_id = attempt.id
+        session.flush()
+        return attempt
+
+    def _settle_earlier_authentications(self, invoice_id: int) -> ChargeOutcome | None:
+        """Before a new attempt: an earlier one still waiting for 3-D Secure is cancelled, so
+        the payer authenticating it later cannot charge the invoice a second time; one the
+        payer already authenticated pays the invoice, and no new attempt is made."""
+        with self._sessions() as session:
+            waiting = session.execute(
+                select(PaymentAttempt.id, PaymentAttempt.stripe_payment_intent_id)
+                .join(PaymentAttemptInvoice, PaymentAttemptInvoice.attempt_id == PaymentAttempt.id)
+                .where(PaymentAttemptInvoice.invoice_id == invoice_id,
+                       PaymentAttempt.status == AttemptStatus.REQUIRES_ACTION)
+            ).all()
+        paid = False
+        for attempt_id, intent_id in waiting:
+            view = self._gateway.cancel_intent(intent_id) if intent_id else None
+            with self._sessions.begin() as session:
+                attempt = session.get_one(PaymentAttempt, attempt_id, with_for_update=True)
+                if view is not None and view.status == "succeeded":
+                    apply_intent(session, attempt, "succeeded")
+                    paid = True
+                else:
+                    end_attempt(session, attempt, AttemptStatus.CANCELED, "superseded",
+                                "cancelled before a new attempt: the payer never authenticated it")
+        return ChargeOutcome(status=ChargeResult.PAID) if paid else None
+
+    def _attempt_exists(self, key: str) -> bool:
+        with self._sessions() as session:
+            return session.scalar(select(PaymentAttempt.id).where(PaymentAttempt.idempotency_key == key)) is not None
 
     def _store_intent(self, attempt_id: int, intent_id: str) -> str:
         """Store the intent's id unless one is stored already; return the one that counts."""
@@ -72,32 +161,49 @@ class PaymentActivities:
             assert stored is not None
             return stored
 
-    def _settle(self, session: Session, invoice: Invoice, attempt: PaymentAttempt,
-                request: ChargeInvoice, view: IntentView) -> ChargeOutcome:
-        outcome = apply_intent(session, invoice, attempt, view.status, view.failure_code, view.failure_message)
+    def _settle(self, session: Session, attempt: PaymentAttempt, request: ChargeInvoice,
+                view: IntentView) -> ChargeOutcome:
+        outcome = apply_intent(session, attempt, view.status, view.failure_code, view.failure_message)
         if outcome == "paid":
-            return ChargeOutcome(status="paid")
+            return ChargeOutcome(status=ChargeResult.PAID)
         if outcome == "pending":
             # processing and the like settle later (webhook); the activity is retried meanwhile
             raise RuntimeError(f"payment intent {view.id} is {view.status}: not settled yet")
+        invoice = session.get_one(Invoice, attempt.invoice_id)
         queue_notice(
             session, dedupe_key=f"payment_failed:{invoice.id}:{request.attempt_no}", kind="payment_failed",
             recipient_kind=invoice.payer_kind, recipient_id=invoice.payer_id,
-            subject=f"Payment of {format_eur(invoice.total)} for invoice {invoice.display_number} failed: "
+            subject=f"Payment of {format_eur(attempt.amount)} for invoice {invoice.display_number} failed: "
                     f"{attempt.failure_message}",
             business_date=request.business_date,
         )
-        return ChargeOutcome(status="declined", failure_code=attempt.failure_code,
-                             failure_message=attempt.failure_message)
+        return _outcome_of(attempt)
+
+    def _refused(self, request: ChargeInvoice, key: str, exc: RequestRefused) -> ChargeOutcome:
+        """R11: Stripe refused the request itself. The invoice stays open, the operator is
+        alerted, and the workflow goes on (a new card, say, may cure it: it is retried then)."""
+        with self._sessions.begin() as session:
+            attempt = session.scalars(
+                select(PaymentAttempt).where(PaymentAttempt.idempotency_key == key).with_for_update()
+            ).one_or_none()
+            if attempt is not None and attempt.status == AttemptStatus.PENDING:
+                end_attempt(session, attempt, AttemptStatus.ERROR, exc.code, exc.message)
+            invoice = session.get_one(Invoice, request.invoice_id)
+            raise_alert(session, dedupe_key=f"charge:{key}", step="charge", invoice_id=invoice.id,
+                        subscription_id=invoice.subscription_id,
+                        error=f"Stripe refused the charge of invoice {invoice.display_number} ({exc.code}): "
+                              f"{exc.message}")
+        return ChargeOutcome(status=ChargeResult.ERROR, failure_code=exc.code, failure_message=exc.message)
 
 
-def _attempt(session: Session, invoice: Invoice, attempt_no: int, key: str) -> PaymentAttempt:
-    attempt = session.scalars(
-        select(PaymentAttempt).where(PaymentAttempt.idempotency_key == key).with_for_update()
-    ).one_or_none()
-    if attempt is None:
-        attempt = PaymentAttempt(invoice_id=invoice.id, attempt_no=attempt_no, idempotency_key=key,
-                                 amount=invoice.total, currency=invoice.currency, status="pending")
-        session.add(attempt)
-        session.flush()
-    return attempt
+def attempt_payer(session: Session, attempt: PaymentAttempt) -> tuple[str, str]:
+    invoice = session.get_one(Invoice, attempt.invoice_id)
+    return invoice.payer_kind, invoice.payer_id
+
+
+def _outcome_of(attempt: PaymentAttempt) -> ChargeOutcome:
+    if attempt.status == AttemptStatus.SUCCEEDED:
+        return ChargeOutcome(status=ChargeResult.PAID)
+    result = ChargeResult.ERROR if attempt.status == AttemptStatus.ERROR else ChargeResult.DECLINED
+    return ChargeOutcome(status=result, failure_code=attempt.failure_code, failure_message=attempt.failure_message)
+

@@ -3,11 +3,18 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from activities.errors import unrecoverable_errors_classified
 from billing.invoices import draft
-from activities.models import ClosePeriod, IssuedInvoice, IssueInvoice, Notice, RecordState
+from billing.statuses import InvoiceStatus
+from contracts.activities import (
+    ClosePeriod, IssuedInvoice, IssueInvoice, MarkUncollectible, Notice, OpenSubscription, RaiseAlert, RecordState,
+)
+from contracts.subscription import SubscriptionState
+from store.alerts import raise_alert
 from store.invoices import draft_invoice, finalize_invoice
 from store.models import Invoice, SubscriptionPeriod
 from store.notifications import queue_notice
+from store.reservations import pass_lines, release_lines, reserve_lines
 from store.subscriptions import ensure_period, upsert_subscription
 from store.usage import period_total
 
@@ -17,27 +24,36 @@ class RecordActivities:
         self._sessions = session_factory
 
     @activity.defn
-    def record_state(self, request: RecordState) -> None:
-        """Write the subscription's state to the read model and open its current period."""
+    @unrecoverable_errors_classified
+    def open_subscription(self, request: OpenSubscription) -> str | None:
+        """Reserve every line the plan occupies (R2) and record the new subscription, in one
+        transaction; or, when another subscription holds one of them, record nothing and say so."""
         s = request.state
         with self._sessions.begin() as session:
-            upsert_subscription(session, {
-                "id": s.subscription_id, "client_id": s.client_id, "firm_id": s.firm_id,
-                "line": s.line.value, "product": s.plan.product.value, "plan_code": s.plan.code,
-                "interval": s.interval.value, "quota": s.quota, "payer_kind": s.payer.kind,
-                "payer_id": s.payer.id, "status": s.status.value, "anchor": s.anchor,
-                "period_start": s.period_start, "period_end": s.period_end,
-                "scheduled": _scheduled(request), "started_on": s.started_on,
-                "ended_on": s.ended_on, "ended_reason": s.ended_reason.value if s.ended_reason else None,
-                "version": s.version,
-            })
-            if s.ended_on is None:
-                ensure_period(session, subscription_id=s.subscription_id, client_id=s.client_id,
-                              start=s.period_start, end=s.period_end)
-            for notice in request.notices:
-                _queue(session, notice)
+            taken = reserve_lines(session, client_id=s.client_id, lines=[l.value for l in s.plan.lines],
+                                  subscription_id=s.subscription_id)
+            if taken:
+                session.rollback()
+                return f"the client already has a live subscription on the {' and '.join(taken)} line"
+            _record(session, s, request.notices)
+        return None
 
     @activity.defn
+    @unrecoverable_errors_classified
+    def record_state(self, request: RecordState) -> None:
+        """Write the subscription's state to the read model and open its current period; an
+        ended subscription frees its lines, or passes them to the one that takes it over."""
+        s = request.state
+        with self._sessions.begin() as session:
+            _record(session, s, request.notices)
+            if s.ended_on is not None:
+                if request.successor_id is not None:
+                    pass_lines(session, s.subscription_id, request.successor_id)
+                else:
+                    release_lines(session, s.subscription_id)
+
+    @activity.defn
+    @unrecoverable_errors_classified
     def close_period(self, request: ClosePeriod) -> int:
         """Close the period to usage and return its documents; a second call returns the same."""
         with self._sessions.begin() as session:
@@ -55,6 +71,7 @@ class RecordActivities:
             return period.documents
 
     @activity.defn
+    @unrecoverable_errors_classified
     def issue_invoice(self, request: IssueInvoice) -> IssuedInvoice:
         """Draft and number the invoice in one transaction (a retry finds it, number and all)."""
         content = draft(*request.lines)
@@ -73,22 +90,47 @@ class RecordActivities:
                 subject=f"Invoice {number} for client {request.client_id}", business_date=request.issued_on,
                 payload={"invoice": number, "total": invoice.total},
             )
-            return IssuedInvoice(invoice_id=invoice.id, number=number, subtotal=invoice.subtotal,
-                                 tax=invoice.tax, total=invoice.total)
-
+            return IssuedInvoice(invoice_id=invoice.id, number=number, issued_on=invoice.issued_on,
+                                 subtotal=invoice.subtotal, tax=invoice.tax, total=invoice.total,
+                                 status=InvoiceStatus(invoice.status))
 
     @activity.defn
-    def mark_uncollectible(self, invoice_ids: list[int]) -> None:
+    @unrecoverable_errors_classified
+    def mark_uncollectible(self, request: MarkUncollectible) -> None:
         """R11: after the last failed retry, the open invoices are written off."""
         with self._sessions.begin() as session:
             session.execute(
-                update(Invoice).where(Invoice.id.in_(invoice_ids), Invoice.status == "open")
-                .values(status="uncollectible")
+                update(Invoice).where(Invoice.id.in_(request.invoice_ids), Invoice.status == InvoiceStatus.OPEN)
+                .values(status=InvoiceStatus.UNCOLLECTIBLE)
             )
 
+    @activity.defn
+    def raise_alert(self, request: RaiseAlert) -> None:
+        """R11: an error no retry cures, kept for the operator (once per key) and logged."""
+        with self._sessions.begin() as session:
+            raise_alert(session, dedupe_key=request.dedupe_key, step=request.step, error=request.error,
+                        subscription_id=request.subscription_id, invoice_id=request.invoice_id)
 
-def _scheduled(request: RecordState) -> dict[str, object]:
-    s = request.state
+
+def _record(session: Session, s: SubscriptionState, notices: list[Notice]) -> None:
+    upsert_subscription(session, {
+        "id": s.subscription_id, "client_id": s.client_id, "firm_id": s.firm_id,
+        "line": s.line.value, "product": s.plan.product.value, "plan_code": s.plan.code,
+        "interval": s.interval.value, "quota": s.quota, "payer_kind": s.payer.kind,
+        "payer_id": s.payer.id, "status": s.status.value, "anchor": s.anchor,
+        "period_start": s.period_start, "period_end": s.period_end,
+        "scheduled": _scheduled(s), "started_on": s.started_on,
+        "ended_on": s.ended_on, "ended_reason": s.ended_reason.value if s.ended_reason else None,
+        "version": s.version,
+    })
+    if s.ended_on is None:
+        ensure_period(session, subscription_id=s.subscription_id, client_id=s.client_id,
+                      start=s.period_start, end=s.period_end)
+    for notice in notices:
+        _queue(session, notice)
+
+
+def _scheduled(s: SubscriptionState) -> dict[str, object]:
     scheduled: dict[str, object] = {}
     if s.scheduled_plan is not None:
         scheduled["plan"] = s.scheduled_plan.code

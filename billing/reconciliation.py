@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from billing.money import Cents, format_eur
+from billing.statuses import AttemptStatus, InvoiceStatus
 
 
 @dataclass(frozen=True)
@@ -16,9 +17,10 @@ class RecordedPayment:
     invoice_number: str | None
     invoice_status: str  # open, paid, uncollectible
     invoice_total: Cents
-    attempt_status: str  # pending, succeeded, declined, requires_action
+    attempt_status: str  # pending, succeeded, declined, requires_action, canceled, error, none
     amount: Cents
     intent_id: str | None
+    collects: Cents | None = None  # what the attempt collects: this invoice and those it took along (R16)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ def reconcile(recorded: list[RecordedPayment], intents: list[StripeIntent]) -> l
             found.append(Mismatch("charged_not_recorded", intent.invoice_id,
                                   f"{intent.id} charged {format_eur(intent.amount)}; no attempt of ours names it"))
 
-    paid_invoices = {r.invoice_id for r in recorded if r.invoice_status == "paid"}
+    # A 0 € invoice is paid with no charge (R16).
+    paid_invoices = {r.invoice_id for r in recorded if r.invoice_status == InvoiceStatus.PAID and r.invoice_total > 0}
     for r in recorded:
         label = r.invoice_number or f"#{r.invoice_id}"
         named = by_id.get(r.intent_id) if r.intent_id else None
@@ -65,18 +68,19 @@ def reconcile(recorded: list[RecordedPayment], intents: list[StripeIntent]) -> l
         if named is None:
             continue
         intent = named
-        if intent.amount != r.amount or r.amount != r.invoice_total:
+        expected = r.invoice_total if r.collects is None else r.collects
+        if intent.amount != r.amount or r.amount != expected:
             found.append(Mismatch("amount_differs", r.invoice_id,
-                                  f"invoice {label}: total {format_eur(r.invoice_total)}, attempt "
+                                  f"invoice {label}: to collect {format_eur(expected)}, attempt "
                                   f"{format_eur(r.amount)}, Stripe {format_eur(intent.amount)} ({intent.id})"))
-        if r.attempt_status == "succeeded" and intent.status != "succeeded":
+        if r.attempt_status == AttemptStatus.SUCCEEDED and intent.status != "succeeded":
             found.append(Mismatch("recorded_not_charged", r.invoice_id,
                                   f"invoice {label}: recorded paid but {intent.id} is {intent.status}"))
-        if intent.status == "succeeded" and (r.attempt_status != "succeeded" or r.invoice_status != "paid"):
+        if intent.status == "succeeded" and (r.attempt_status != AttemptStatus.SUCCEEDED or r.invoice_status != InvoiceStatus.PAID):
             found.append(Mismatch("charged_not_recorded", r.invoice_id,
                                   f"invoice {label}: {intent.id} succeeded but our attempt is "
                                   f"{r.attempt_status} and the invoice {r.invoice_status}"))
-    recorded_ids = {r.invoice_id for r in recorded if r.attempt_status == "succeeded"}
+    recorded_ids = {r.invoice_id for r in recorded if r.attempt_status == AttemptStatus.SUCCEEDED}
     for invoice_id in sorted(paid_invoices - recorded_ids):
         found.append(Mismatch("recorded_not_charged", invoice_id,
                               f"invoice #{invoice_id} is paid but no attempt of ours succeeded"))

@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.stripe_gateway import StripeGateway
+from adapters.stripe_gateway import StripeGateway
+from billing.statuses import InvoiceStatus
 from store.models import Invoice, PaymentAttempt
 from store.payments import apply_intent
 
@@ -65,8 +66,8 @@ def _apply(sessions: sessionmaker[Session], intent_id: str, status: str, code: s
         if attempt is None:
             return "ignored", None
         invoice = session.get_one(Invoice, attempt.invoice_id, with_for_update=True)
-        was_paid = invoice.status == "paid"
-        outcome = apply_intent(session, invoice, attempt, status, code, message)
+        was_paid = invoice.status == InvoiceStatus.PAID
+        outcome = apply_intent(session, attempt, status, code, message)
         return ("newly_paid" if outcome == "paid" and not was_paid else outcome), invoice
 
 

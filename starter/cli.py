@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import uvicorn
     from sqlalchemy.orm import Session, sessionmaker
 
-    from activities.stripe_gateway import StripeGateway
+    from adapters.stripe_gateway import StripeGateway
     from embedded.stack import Endpoints
     from starter.service import SubscriptionService
 
@@ -63,7 +63,7 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
     import asyncio
     from urllib.parse import quote
 
-    from activities.stripe_gateway import StripeGateway
+    from adapters.stripe_gateway import StripeGateway
     from billing.catalog import DEFAULT_CATALOG_PATH, load_catalog
     from starter.demo import seed_demo
     from starter.service import SubscriptionService
@@ -75,7 +75,7 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
     sessions = make_session_factory(make_engine(endpoints.database_url))
     gateway = StripeGateway(endpoints.stripe_api_key, endpoints.stripe_api_base)
     catalog = load_catalog(settings.catalog_path or DEFAULT_CATALOG_PATH)
-    async with build_worker(client, settings.task_queue, sessions, gateway):
+    async with build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge):
         service = SubscriptionService(client, sessions, catalog, gateway, settings.task_queue,
                                       settings.dunning_retry_days)
         card = "pm_card_visa" if endpoints.stripe_api_base is None else "4242424242424242"
@@ -113,7 +113,7 @@ async def _start_api(settings: Settings, sessions: "sessionmaker[Session]", gate
 
 
 def reconcile(settings: Settings) -> int:
-    from activities.stripe_gateway import StripeGateway
+    from adapters.stripe_gateway import StripeGateway
     from embedded.stack import EMBEDDED_DATABASE
     from starter.reconcile import find_mismatches, report
     from store.db import make_engine, make_session_factory

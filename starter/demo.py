@@ -4,7 +4,7 @@ Idempotent: a second run adds nothing that is already there."""
 from billing.rules import Refused
 from starter.service import SubscriptionService
 from store.models import Client, Firm
-from workflows.models import Payer
+from contracts.subscription import Payer
 
 TEST_CARD = "4242424242424242"  # localstripe; a real Stripe test account takes "pm_card_visa"
 

@@ -1,24 +1,33 @@
 """`python -m starter reconcile`: compare our invoices and payment attempts with Stripe."""
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.stripe_gateway import StripeGateway
+from adapters.stripe_gateway import StripeGateway
 from billing.reconciliation import Mismatch, RecordedPayment, StripeIntent, reconcile
-from store.models import Invoice, PaymentAttempt, PaymentCustomer
+from billing.statuses import InvoiceStatus
+from store.models import Invoice, PaymentAttempt, PaymentAttemptInvoice, PaymentCustomer
 
 
 def read_recorded(session: Session) -> list[RecordedPayment]:
+    """Each invoice with every attempt that collects it (its own, or another's that took it
+    along, R16), and what each attempt was to collect in all."""
+    collects = {attempt: int(total) for attempt, total in session.execute(
+        select(PaymentAttemptInvoice.attempt_id, func.sum(PaymentAttemptInvoice.amount))
+        .group_by(PaymentAttemptInvoice.attempt_id)
+    ).all()}
     rows = session.execute(
         select(Invoice, PaymentAttempt)
-        .outerjoin(PaymentAttempt, PaymentAttempt.invoice_id == Invoice.id)
-        .where(Invoice.status != "draft")
-        .order_by(Invoice.id, PaymentAttempt.attempt_no)
+        .outerjoin(PaymentAttemptInvoice, PaymentAttemptInvoice.invoice_id == Invoice.id)
+        .outerjoin(PaymentAttempt, PaymentAttempt.id == PaymentAttemptInvoice.attempt_id)
+        .where(Invoice.status != InvoiceStatus.DRAFT)
+        .order_by(Invoice.id, PaymentAttempt.id)
     ).all()
     return [
         RecordedPayment(
             invoice_id=inv.id, invoice_number=inv.display_number, invoice_status=inv.status,
             invoice_total=inv.total, attempt_status=att.status if att else "none",
             amount=att.amount if att else inv.total, intent_id=att.stripe_payment_intent_id if att else None,
+            collects=collects.get(att.id) if att else None,
         )
         for inv, att in rows
     ]

@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from billing.statuses import SubscriptionStatus
 from store.models import Invoice, Subscription
 
 
@@ -36,7 +37,7 @@ def build_report(session: Session, errors: list[dict[str, Any]], to_scenario: Ca
             {
                 "client": sub.client_id, "line": sub.line, "plan": sub.plan_code, "interval": sub.interval,
                 "payer": f"{sub.payer_kind}:{sub.payer_id}", "status": sub.status,
-                **({"ended_on": d(sub.ended_on), "ended_reason": sub.ended_reason} if sub.status == "ended" else {}),
+                **({"ended_on": d(sub.ended_on), "ended_reason": sub.ended_reason} if sub.status == SubscriptionStatus.ENDED else {}),
             }
             for sub in subscriptions
         ],

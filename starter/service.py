@@ -6,8 +6,10 @@ Every refusal is a `Refused` whose message is a sentence for a person; nothing i
 """
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from contextlib import suppress
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,22 +18,32 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.stripe_gateway import CardRefused, StripeGateway
+from adapters.stripe_gateway import CardRefused, StripeGateway
 from billing.catalog import Catalog, Plan, UnknownPlan
 from billing.intervals import Interval, Line, Product, home_line, lines_occupied
 from billing.rules import Refused, check_new_subscription
+from billing.statuses import InvoiceStatus, SubscriptionStatus
 from store.models import Client as ClientRow, Firm, Invoice as InvoiceRow, PaymentCustomer, Subscription
 from store.subscriptions import live_subscriptions
 from store.usage import UsageRecorded, UsageRefused, record_usage
-from workflows import search_attributes as sa
-from workflows.models import (
+from contracts import search_attributes as sa
+from contracts.subscription import (
     DEFAULT_RETRY_DAYS, ChangePlan, ChangeResult, Ended, NewSubscription, Payer, Scheduled, SubscriptionInput,
-    SubscriptionState, SwitchInterval, TakeOver, UsageReported,
+    SubscriptionState, SwitchInterval, TakeOver,
 )
+from store.usage import period_total
+from workflows.dunning import InvoiceDunningWorkflow, dunning_workflow_id
 from workflows.subscription import SubscriptionWorkflow
 
+# R17: a change answers in seconds (charges run after the answer). A caller never waits longer
+# than this for a workflow; past it, it is told so and may ask for the state.
+ANSWER_DEADLINE = timedelta(seconds=20)
 
-START_ANSWER_TIMEOUT = timedelta(seconds=30)
+
+class NoAnswer(Exception):
+    """The workflow did not answer within the deadline; the change may still be applied."""
+
+T = TypeVar("T")
 
 
 def workflow_id(client_id: str, line: Line) -> str:
@@ -76,6 +88,14 @@ class SubscriptionService:
             SearchAttributePair(sa.PAYER_KIND, new.payer.kind),
         ])
         wf_id = workflow_id(new.client_id, new.line)
+        try:
+            return await asyncio.wait_for(self._start_once_free(new, wf_id, attributes), ANSWER_DEADLINE.total_seconds())
+        except asyncio.TimeoutError:
+            raise NoAnswer(f"the subscription of client {new.client_id} did not answer within "
+                           f"{ANSWER_DEADLINE.total_seconds():.0f} s: it may still be opening; ask for its state") from None
+
+    async def _start_once_free(self, new: NewSubscription, wf_id: str,
+                               attributes: TypedSearchAttributes) -> SubscriptionState:
         for _ in range(2):
             start = WithStartWorkflowOperation(
                 SubscriptionWorkflow.run, SubscriptionInput(new=new), id=wf_id,
@@ -86,12 +106,14 @@ class SubscriptionService:
                 return await asyncio.wait_for(
                     self.temporal.execute_update_with_start_workflow(
                         SubscriptionWorkflow.opened, start_workflow_operation=start),
-                    START_ANSWER_TIMEOUT.total_seconds())
+                    ANSWER_DEADLINE.total_seconds() / 2)
             except asyncio.TimeoutError:
                 # Seen when a worker died during the opening: the workflow went on and
                 # completed the update, but this call's answer never came. Ask it again.
                 handle = self.temporal.get_workflow_handle_for(SubscriptionWorkflow.run, wf_id)
-                return await handle.execute_update(SubscriptionWorkflow.opened)
+                return await self._answer(handle.execute_update(SubscriptionWorkflow.opened))
+            except WorkflowUpdateFailedError as exc:
+                raise _refusal(exc) from None
             except (WorkflowAlreadyStartedError, RPCError) as exc:
                 if isinstance(exc, RPCError) and exc.status != RPCStatusCode.ALREADY_EXISTS:
                     raise
@@ -148,12 +170,13 @@ class SubscriptionService:
     async def _update(self, client_id: str, line: Line, update, *args):  # type: ignore[no-untyped-def]
         handle = self.temporal.get_workflow_handle(workflow_id(client_id, line))
         try:
-            return await handle.execute_update(update, *args)
+            return await asyncio.wait_for(handle.execute_update(update, *args), ANSWER_DEADLINE.total_seconds())
+        except asyncio.TimeoutError:
+            raise NoAnswer(f"the subscription of client {client_id} on the {line.value} line did not answer within "
+                           f"{ANSWER_DEADLINE.total_seconds():.0f} s; the change may still be applied: "
+                           "ask for its state before trying again") from None
         except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.type == "Refused":
-                raise Refused(cause.message) from None
-            raise
+            raise _refusal(exc) from None
         except RPCError as exc:
             if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
                 raise Refused(f"client {client_id} has no live subscription on the {line.value} line") from None
@@ -162,32 +185,41 @@ class SubscriptionService:
     # --- usage (R12) ----------------------------------------------------------------------
 
     async def report_usage(self, *, event_id: str, client_id: str, occurred_at: datetime, documents: int) -> UsageRecorded:
+        """Count one event (R12) in PostgreSQL, the record of usage. No workflow is signalled:
+        it reads the period's total when it bills, so usage never grows its history."""
         def write() -> UsageRecorded:
             with self.sessions.begin() as session:
                 return record_usage(session, event_id=event_id, client_id=client_id,
                                     occurred_at=occurred_at, documents=documents)
         try:
-            recorded = await asyncio.to_thread(write)
+            return await asyncio.to_thread(write)
         except UsageRefused as exc:
             raise Refused(str(exc)) from None
-        if recorded.counted:  # keep the workflow's view of this period current (one signal per call)
-            handle = self.temporal.get_workflow_handle(workflow_id(client_id, Line.EINVOICING))
-            try:
-                await handle.signal(SubscriptionWorkflow.usage_reported,
-                                    UsageReported(period_start=recorded.period_start, used=recorded.used))
-            except RPCError:
-                pass  # the database is the record; the workflow reads totals when it bills
-        return recorded
+
+    async def used_this_period(self, *, client_id: str) -> int:
+        """Documents counted so far in the current period of the client's e-invoicing line."""
+        state = await self.state(client_id=client_id)
+        def read() -> int:
+            with self.sessions() as session:
+                return period_total(session, state.subscription_id, state.period_start)
+        return await asyncio.to_thread(read)
 
     # --- payers and cards -------------------------------------------------------------------
 
     async def register_card(self, *, payer: Payer, card: str) -> None:
-        """Attach the card as the payer's default; its past-due invoices are retried at once (R11)."""
+        """Attach the card as the payer's default; its open invoices are retried at once (R11):
+        those of live subscriptions (declined, or whose charge is in flight right now) and
+        those that keep their retries after their subscription ended."""
         await asyncio.to_thread(self._register_card, payer, card)
-        for client_id, line in await asyncio.to_thread(self._past_due_lines, payer):
+        lines, ended_invoices = await asyncio.to_thread(self._open_invoices_of, payer)
+        for client_id, line in lines:
             handle = self.temporal.get_workflow_handle(workflow_id(client_id, Line(line)))
-            with suppress(RPCError):  # ended meanwhile: nothing left to retry
+            with suppress(RPCError):  # ended meanwhile: its invoices went to a dunning workflow
                 await handle.signal(SubscriptionWorkflow.payment_method_updated)
+        for invoice_id in ended_invoices:
+            dunning = self.temporal.get_workflow_handle_for(InvoiceDunningWorkflow.run, dunning_workflow_id(invoice_id))
+            with suppress(RPCError):  # paid, written off, or never declined: nothing to retry
+                await dunning.signal(InvoiceDunningWorkflow.payment_method_updated)
 
     async def payment_settled(self, invoice: InvoiceRow) -> None:
         """A payment settled outside a charge (webhook): its subscription looks again now."""
@@ -201,14 +233,23 @@ class SubscriptionService:
                 await self.temporal.get_workflow_handle(workflow_id(found[0], Line(found[1]))).signal(
                     SubscriptionWorkflow.payment_settled)
 
-    def _past_due_lines(self, payer: Payer) -> list[tuple[str, str]]:
+    def _open_invoices_of(self, payer: Payer) -> tuple[list[tuple[str, str]], list[int]]:
+        """The live lines with an open invoice of `payer`, and its open invoices of ended ones."""
         with self.sessions() as session:
             rows = session.execute(
-                select(Subscription.client_id, Subscription.line).where(
-                    Subscription.payer_kind == payer.kind, Subscription.payer_id == payer.id,
-                    Subscription.status == "past_due")
-            )
-            return [(c, l) for c, l in rows]
+                select(InvoiceRow.id, Subscription.client_id, Subscription.line, Subscription.status)
+                .join(Subscription, Subscription.id == InvoiceRow.subscription_id)
+                .where(InvoiceRow.payer_kind == payer.kind, InvoiceRow.payer_id == payer.id,
+                       InvoiceRow.status == InvoiceStatus.OPEN)
+            ).all()
+        lines = sorted({(c, l) for _, c, l, status in rows if status != SubscriptionStatus.ENDED})
+        return lines, [i for i, _, _, status in rows if status == SubscriptionStatus.ENDED]
+
+    async def _answer(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except WorkflowUpdateFailedError as exc:
+            raise _refusal(exc) from None
 
     def _register_card(self, payer: Payer, card: str) -> None:
         with self.sessions() as session:
@@ -260,6 +301,13 @@ class SubscriptionService:
         if row is None:
             raise Refused(f"there is no {payer.kind} '{payer.id}'")
         return row.name
+
+
+def _refusal(exc: WorkflowUpdateFailedError) -> Exception:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type == "Refused":
+        return Refused(cause.message)
+    return exc
 
 
 def _interval(value: str) -> Interval:

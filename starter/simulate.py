@@ -23,7 +23,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.stripe_gateway import StripeGateway
+from adapters.stripe_gateway import StripeGateway
 from billing.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog, parse_catalog
 from billing.intervals import Line
 from billing.periods import paris_date, paris_midnight
@@ -34,8 +34,8 @@ from starter.scenario import Scenario, ScenarioClient, ScenarioFirm, Step, shift
 from starter.service import SubscriptionService, workflow_id
 from store.db import make_engine, make_session_factory
 from store.models import Client as ClientRow, Firm, Subscription
-from workflows import search_attributes as sa
-from workflows.models import Payer
+from contracts import search_attributes as sa
+from contracts.subscription import Payer
 from workflows.subscription import SubscriptionWorkflow
 from worker import build_worker, forward_core_logs
 

@@ -6,6 +6,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, selectinload
 
 from billing.invoices import InvoiceDraft
+from billing.statuses import InvoiceStatus
 from store.models import Invoice, InvoiceCounter, InvoiceLine
 
 DEFAULT_SERIES = "F"
@@ -32,7 +33,7 @@ def draft_invoice(
     invoice = Invoice(
         idempotency_key=idempotency_key, series=series, subscription_id=subscription_id,
         client_id=client_id, payer_kind=payer_kind, payer_id=payer_id, issued_on=issued_on,
-        status="draft", subtotal=content.subtotal, tax=content.tax, total=content.total,
+        status=InvoiceStatus.DRAFT, subtotal=content.subtotal, tax=content.tax, total=content.total,
         lines=[
             InvoiceLine(
                 position=i, kind=line.kind.value, plan_code=line.plan,
@@ -54,29 +55,37 @@ def finalize_invoice(session: Session, invoice_id: int) -> Invoice:
     second sees the number; the counter row's lock then serialises numbering across invoices.
     A rollback undoes the increment with the invoice, so numbers have no gap and are never
     reused. Idempotent: an invoice already numbered is returned unchanged.
+
+    Numbers follow issue dates (French law: chronological): an invoice whose business date is
+    earlier than the last one numbered (its activity ran late, after a crash or an outage) is
+    dated that last day instead. A total of 0 is paid as it is issued (R16).
     """
     invoice = session.scalars(
         select(Invoice).where(Invoice.id == invoice_id).with_for_update()
     ).one()
     if invoice.number is not None:
         return invoice
-    number = next_number(session, invoice.series)
+    number, issued_on = next_number(session, invoice.series, invoice.issued_on)
     invoice.number = number
-    invoice.status = "open"
+    invoice.issued_on = issued_on
+    invoice.status = InvoiceStatus.PAID if invoice.total == 0 else InvoiceStatus.OPEN
     invoice.finalized_at = func.now()
     session.flush()
     return invoice
 
 
-def next_number(session: Session, series: str) -> int:
-    """Take the next number of `series`; the counter row stays locked until the transaction ends."""
+def next_number(session: Session, series: str, issued_on: date) -> tuple[int, date]:
+    """Take the next number of `series` and the date it is issued on (never before the last
+    one's); the counter row stays locked until the transaction ends."""
     session.execute(
         pg_insert(InvoiceCounter).values(series=series, last_number=0).on_conflict_do_nothing()
     )
-    return session.execute(
+    dated = func.greatest(func.coalesce(InvoiceCounter.last_issued_on, issued_on), issued_on)
+    number, day = session.execute(
         update(InvoiceCounter)
         .where(InvoiceCounter.series == series)
-        .values(last_number=InvoiceCounter.last_number + 1)
-        .returning(InvoiceCounter.last_number)
-    ).scalar_one()
+        .values(last_number=InvoiceCounter.last_number + 1, last_issued_on=dated)
+        .returning(InvoiceCounter.last_number, InvoiceCounter.last_issued_on)
+    ).one()
+    return number, day
 

@@ -14,6 +14,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from billing.intervals import Interval
+from billing.statuses import AttemptStatus, InvoiceStatus, PayerKind, SubscriptionStatus, check_in
+
 
 class Base(DeclarativeBase):
     pass
@@ -56,11 +59,9 @@ class ApiKey(Base):
 class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
-        CheckConstraint("payer_kind in ('firm', 'client')", name="payer_kind_known"),
-        CheckConstraint(
-            "status in ('active', 'pending_cancel', 'past_due', 'ended')", name="status_known"
-        ),
-        CheckConstraint("interval in ('monthly', 'annual')", name="interval_known"),
+        CheckConstraint(check_in("payer_kind", PayerKind), name="payer_kind_known"),
+        CheckConstraint(check_in("status", SubscriptionStatus), name="status_known"),
+        CheckConstraint(check_in("interval", Interval), name="interval_known"),
         # At most one live subscription per client and line (R2), enforced by the database too.
         Index(
             "one_live_subscription_per_line", "client_id", "line", unique=True,
@@ -93,22 +94,41 @@ class Subscription(Base):
     )
 
 
+class LineReservation(Base):
+    """The lines (R2) a live subscription occupies: a bundle holds both. The primary key is the
+    rule: two subscriptions racing for one line cannot both reserve it (one transaction each)."""
+
+    __tablename__ = "line_reservations"
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"), primary_key=True)
+    line: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(200), index=True)
+    reserved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class InvoiceCounter(Base):
-    """One row per numbering series; its row lock serialises numbering (R4: no gap, no reuse)."""
+    """One row per numbering series; its row lock serialises numbering (R4: no gap, no reuse).
+
+    `last_issued_on` keeps dates in number order (French law: chronological numbering): an
+    invoice numbered after another is never dated before it."""
 
     __tablename__ = "invoice_counters"
 
     series: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_number: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_issued_on: Mapped[date | None] = mapped_column(Date)
 
 
 class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
-        CheckConstraint("status in ('draft', 'open', 'paid', 'uncollectible')", name="invoice_status_known"),
+        CheckConstraint(check_in("status", InvoiceStatus), name="invoice_status_known"),
         CheckConstraint("subtotal >= 0 and tax >= 0 and total = subtotal + tax", name="totals_add_up"),
         CheckConstraint("(status = 'draft') = (number is null)", name="numbered_unless_draft"),
         UniqueConstraint("series", "number", name="invoice_number_once"),
+        # R16: the payer's invoices below the minimum, found by the payer's next charge.
+        Index("waiting_by_payer", "payer_kind", "payer_id",
+              postgresql_where=text("waiting_since is not null and status = 'open'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -128,6 +148,11 @@ class Invoice(Base):
     tax: Mapped[int] = mapped_column(BigInteger)
     total: Mapped[int] = mapped_column(BigInteger)
     finalized_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # R16: below the minimum charge, it waits (open, not declined) for the payer's next charge.
+    waiting_since: Mapped[date | None] = mapped_column(Date)
+    # The attempt now collecting it (its own, or another invoice's that took it along, R16):
+    # set and cleared under the invoice's row lock, so two charges never take the same invoice.
+    collecting_attempt_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     lines: Mapped[list["InvoiceLine"]] = relationship(
@@ -160,14 +185,12 @@ class InvoiceLine(Base):
 
 
 class PaymentAttempt(Base):
-    """One try at collecting an invoice, recorded before Stripe is called."""
+    """One try at collecting an invoice (and, R16, the payer's waiting invoices it takes
+    along: `PaymentAttemptInvoice`) through one PaymentIntent, recorded before Stripe is called."""
 
     __tablename__ = "payment_attempts"
     __table_args__ = (
-        CheckConstraint(
-            "status in ('pending', 'succeeded', 'declined', 'requires_action')",
-            name="attempt_status_known",
-        ),
+        CheckConstraint(check_in("status", AttemptStatus), name="attempt_status_known"),
         UniqueConstraint("invoice_id", "attempt_no"),
     )
 
@@ -186,6 +209,31 @@ class PaymentAttempt(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class PaymentAttemptInvoice(Base):
+    """The invoices one attempt collects: its own first, then the payer's waiting ones (R16)."""
+
+    __tablename__ = "payment_attempt_invoices"
+
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("payment_attempts.id"), primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), primary_key=True, index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class OperatorAlert(Base):
+    """An error no retry cures (R11): the workflow went on; a person must look (once per cause)."""
+
+    __tablename__ = "operator_alerts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    invoice_id: Mapped[int | None] = mapped_column(BigInteger)
+    step: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class UsageEvent(Base):
@@ -235,7 +283,7 @@ class Notification(Base):
     kind: Mapped[str] = mapped_column(String(32))
     recipient_kind: Mapped[str] = mapped_column(String(8))
     recipient_id: Mapped[str] = mapped_column(String(64))
-    subject: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     business_date: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -5,6 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from billing.statuses import SubscriptionStatus
 from store.models import Subscription, SubscriptionPeriod
 
 
@@ -29,5 +30,5 @@ def ensure_period(session: Session, *, subscription_id: str, client_id: str, sta
 
 def live_subscriptions(session: Session, client_id: str) -> list[Subscription]:
     return list(session.scalars(
-        select(Subscription).where(Subscription.client_id == client_id, Subscription.status != "ended")
+        select(Subscription).where(Subscription.client_id == client_id, Subscription.status != SubscriptionStatus.ENDED)
     ))

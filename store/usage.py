@@ -33,12 +33,19 @@ class UsageRecorded:
     quota: int
 
 
+MAX_EVENT_ID_LENGTH = 200  # usage_events.event_id
+MAX_DOCUMENTS = 2**31 - 1  # a PostgreSQL integer: an event, and a period's total, hold at most this
+
+
 def record_usage(
     session: Session, *, event_id: str, client_id: str, occurred_at: datetime, documents: int
 ) -> UsageRecorded:
-    """Count one event, in the caller's transaction; queue quota alerts it triggers."""
-    if documents <= 0:
-        raise UsageRefused(f"event {event_id}: documents must be a positive whole number, not {documents}")
+    """Count one event, in the caller's transaction; queue quota alerts it triggers.
+
+    The period's row is locked (FOR UPDATE) before its total is read: two reports for one
+    period are counted one after the other, so each sees the other's documents and a
+    threshold crossed by their sum is alerted (R13)."""
+    _check(event_id, occurred_at, documents)
     previous = session.get(UsageEvent, event_id)
     if previous is not None:
         return _already_counted(session, previous, client_id)
@@ -52,7 +59,7 @@ def record_usage(
             SubscriptionPeriod.period_start <= day,
             SubscriptionPeriod.period_end > day,
         )
-        .with_for_update(of=SubscriptionPeriod, key_share=True)
+        .with_for_update(of=SubscriptionPeriod)
     ).first()
     if found is None:
         raise UsageRefused(
@@ -64,6 +71,11 @@ def record_usage(
             f"event {event_id}: the period {period.period_start} to {period.period_end} of client "
             f"{client_id} is closed and its overage already invoiced"
         )
+    before = period_total(session, subscription.id, period.period_start)
+    if before + documents > MAX_DOCUMENTS:
+        raise UsageRefused(
+            f"event {event_id}: {documents} more documents would take the period's total past "
+            f"{MAX_DOCUMENTS}, more than can be counted")
     inserted = session.execute(
         pg_insert(UsageEvent)
         .values(
@@ -78,6 +90,18 @@ def record_usage(
         return UsageRecorded(event_id, False, subscription.id, period.period_start, used, subscription.quota)
     _queue_quota_alerts(session, subscription, period.period_start, used - documents, used, day)
     return UsageRecorded(event_id, True, subscription.id, period.period_start, used, subscription.quota)
+
+
+def _check(event_id: str, occurred_at: datetime, documents: int) -> None:
+    """Refuse, with a sentence, what the store cannot hold or the rules cannot place."""
+    if not event_id or len(event_id) > MAX_EVENT_ID_LENGTH:
+        raise UsageRefused(f"event_id must have 1 to {MAX_EVENT_ID_LENGTH} characters, not {len(event_id)}")
+    if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
+        raise UsageRefused(f"event {event_id}: occurred_at must carry its time zone (e.g. 2025-09-12T10:00:00+02:00), "
+                           f"not {occurred_at.isoformat()}")
+    if isinstance(documents, bool) or not isinstance(documents, int) or not 0 < documents <= MAX_DOCUMENTS:
+        raise UsageRefused(f"event {event_id}: documents must be a whole number from 1 to {MAX_DOCUMENTS}, "
+                           f"not {documents}")
 
 
 def period_total(session: Session, subscription_id: str, period_start: date) -> int:

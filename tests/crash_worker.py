@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from activities.stripe_gateway import IntentView, StripeGateway
+from adapters.stripe_gateway import IntentView, StripeGateway
 from settings import Settings
 from store.db import make_engine, make_session_factory
 from worker import build_worker, connect, forward_core_logs

@@ -1,22 +1,26 @@
-"""One subscription line, alive for its whole life (R3–R10, R12–R13).
+"""One subscription line, alive for its whole life (R3–R11, R16, R17).
 
 The workflow decides; activities record, invoice, charge and notify. Business dates come
 from `workflow.now()` read as a Paris calendar date. Renewal is this workflow's own timer at
-the period end (midnight in Paris); each renewal continues-as-new with the state, so the
-history of a subscription that lives for years stays small.
+the period end (midnight in Paris); after a renewal the run continues-as-new with the state,
+so the history of a subscription that lives for years stays small.
+
+R17: a change holds the lock only while it records and invoices (database work); charges run
+in the background, outside the lock, so an update answers in seconds whatever Stripe does.
+State is built in `@workflow.init`: signal handlers and update validators may run before
+`run` does, in a run's first activation.
 """
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.models import (
-        ChargeInvoice, ChargeOutcome, ClosePeriod, IssuedInvoice, IssueInvoice, Notice, RecordState,
-    )
-    from activities.payments import PaymentActivities
     from activities.records import RecordActivities
     from billing.invoices import InvoiceLine, overage_line, proration_line, subscription_line
     from billing.money import format_eur
@@ -24,18 +28,20 @@ with workflow.unsafe.imports_passed_through():
     from billing.proration import ChangeKind, classify_change, prorated_upgrade
     from billing.quota import Consumption
     from billing.rules import Refused, check_interval_switch, check_plan_change
-    from workflows import search_attributes as sa
-    from workflows.models import (
-        ChangePlan, ChangeResult, Dunning, Ended, EndReason, NewSubscription, Payer, Scheduled, SubscriptionInput,
-        SubscriptionOutcome, SubscriptionState, SwitchInterval, TakeOver, UsageReported,
+    from billing.statuses import ChargeResult, InvoiceStatus
+    from contracts import search_attributes as sa
+    from contracts.activities import (
+        ChargeOutcome, ClosePeriod, IssuedInvoice, IssueInvoice, MarkUncollectible, Notice, OpenSubscription,
+        RaiseAlert, RecordState,
     )
+    from contracts.subscription import (
+        MAX_ALERTS, Alert, ChangePlan, ChangeResult, Dunning, DunningInput, Ended, EndReason, NewSubscription,
+        Payer, Scheduled, SubscriptionInput, SubscriptionOutcome, SubscriptionState, SwitchInterval, TakeOver,
+    )
+    from workflows import calls
+    from workflows.dunning import InvoiceDunningWorkflow, dunning_workflow_id
 
-ACTIVITY_TIMEOUT = timedelta(seconds=60)
-# Outages (database, Stripe) are retried until they pass; refusals and declines are answers.
-# A charge heartbeats around each Stripe call (at most REQUEST_TIMEOUT_SECONDS): a worker that
-# died mid-charge is noticed this fast, and the retry finds the attempt where it stopped.
-CHARGE_HEARTBEAT = timedelta(seconds=15)
-ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=2))
+T = TypeVar("T")
 
 
 def refuse(message: str) -> ApplicationError:
@@ -44,94 +50,116 @@ def refuse(message: str) -> ApplicationError:
 
 @workflow.defn
 class SubscriptionWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, input: SubscriptionInput) -> None:
         self._lock = asyncio.Lock()  # one change at a time, renewal included
-        self._opened_ready = False
-        self._retry_now = False  # a new card, or a payment settled elsewhere: retry at once (R11)
-        self.state: SubscriptionState
+        self._charging: set[int] = set()  # invoices whose charge runs in the background
+        self._renewed = False  # a renewal happened in this run: continue as new once quiet
+        self._refusal: str | None = None  # the subscription could not open (R2)
+        self._successor: NewSubscription | None = None  # R10: who takes over at the end
+        if input.state is not None:
+            self.state = input.state
+            self._ready = True
+        elif input.new is not None:
+            self.state = self._new_state(input.new)
+            self._ready = False  # changes wait until the opening is recorded and billed
+        else:
+            raise ApplicationError("a subscription run needs `new` or `state`", non_retryable=True)
 
     # --- life ---------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: SubscriptionInput) -> SubscriptionOutcome:
-        if input.new is not None:
-            self.state = self._opened(input.new)
+        if not self._ready:
             async with self._lock:
                 await self._open()
-        else:
-            assert input.state is not None
-            self.state = input.state
-        self._opened_ready = True
-        while self.state.ended_on is None:
-            renewal = paris_midnight(self.state.period_end)
-            wake = min([renewal, *self._retry_times()])
-            try:
-                await workflow.wait_condition(
-                    lambda: self.state.ended_on is not None or self._retry_now,
-                    timeout=max(wake - workflow.now(), timedelta(0)),
-                )
-            except asyncio.TimeoutError:
-                pass
+            self._ready = True
+            if self._refusal is not None:
+                return SubscriptionOutcome(subscription_id=self.state.subscription_id, refused=self._refusal)
+        while True:
+            await self._wait_for_work()
             async with self._lock:
-                if self.state.ended_on is None:
-                    await self._dun()
-                if self.state.ended_on is None and workflow.now() >= renewal:
-                    if await self._renew():
-                        break
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        if self.state.ended_on is None:  # renewed: the next period is a fresh run
-            workflow.continue_as_new(SubscriptionInput(state=self.state))
-        if self.state.take_over is not None:  # R10: the new payer's subscription starts that day
-            workflow.continue_as_new(SubscriptionInput(new=self._taken_over()))
-        assert self.state.ended_reason is not None
-        return SubscriptionOutcome(subscription_id=self.state.subscription_id,
-                                   ended_on=self.state.ended_on, ended_reason=self.state.ended_reason)
+                await self._catch_up()
+            if not self._quiet():
+                continue
+            if self.state.ended_on is not None:
+                return await self._finish()
+            if self._renewed or workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(SubscriptionInput(state=self.state))
 
     async def _open(self) -> None:
         s = self.state
-        await self._record(self._notice("started", f"Subscription to {s.plan.name} started", s.payer))
+        refusal = await self._db(RecordActivities.open_subscription, OpenSubscription(
+            state=s, notices=self._notice("started", f"Subscription to {s.plan.name} started", s.payer)),
+            step="open")
+        if refusal:
+            self._refusal = refusal
+            return
         invoice = await self._issue(f"{s.subscription_id}:fee:{s.period_start}", s.started_on,
                                     [subscription_line(s.plan, s.interval, s.period)])
-        await self._collect(invoice, s.started_on)
+        self._collect(invoice, s.started_on)
 
-    async def _renew(self) -> bool:
-        """At the period end: close it, then renew (True) or end the subscription (False)."""
+    async def _catch_up(self) -> None:
+        """Do what fell due: the renewal (first: a change at the renewal instant applies to
+        the new period), then the retries of declined invoices (R11)."""
+        if self.state.ended_on is None and workflow.now() >= self._renewal_at():
+            await self._renew()
+        if self.state.ended_on is None:
+            self._start_due_retries()
+
+    async def _renew(self) -> None:
+        """At the period end: close it and bill its overage, then renew or end."""
         s = self.state
         closing = s.period
-        used = await self._close_period(closing.end)
-        overage = overage_line(s.plan, closing.start, closing.end, Consumption(quota=s.quota, used=used))
+        overage = await self._close_period(closing.end)
         if s.ending:
-            reason = EndReason.CANCELED if s.cancel_requested else EndReason.NOT_RENEWED
-            await self._end(closing.end, reason, overage)
-            return False
+            await self._end(closing.end, EndReason.CANCELED if s.cancel_requested else EndReason.NOT_RENEWED, overage)
+            return
         if s.scheduled_plan is not None:
             s.plan, s.scheduled_plan = s.scheduled_plan, None
         if s.scheduled_interval is not None:  # R9: the new interval is anchored on this renewal
             s.interval, s.anchor, s.scheduled_interval = s.scheduled_interval, closing.end, None
         period = period_containing(s.anchor, s.interval, closing.end)
-        s.period_start, s.period_end, s.used = period.start, period.end, 0
-        s.version += 1
-        await self._record(self._notice("renewed", f"Subscription renewed until {period.end}", s.payer))
+        s.period_start, s.period_end = period.start, period.end
+        await self._commit(*self._notice("renewed", f"Subscription renewed until {period.end}", s.payer))
         invoice = await self._issue(f"{s.subscription_id}:fee:{period.start}", period.start,
                                     [subscription_line(s.plan, s.interval, period), overage])
-        await self._collect(invoice, period.start)
-        return True
+        self._collect(invoice, period.start)
+        self._renewed = True
 
     async def _end(self, on: date, reason: EndReason, overage: InvoiceLine | None,
-                   *, collect_once: bool = False) -> IssuedInvoice | None:
-        """Final invoice (overage in arrears, R4), then ended. `collect_once`: charged once and,
-        if declined, left open for the operator (no dunning after an unpaid end)."""
+                   *, dun: bool = True) -> IssuedInvoice | None:
+        """Final invoice (overage in arrears, R4), then ended. With `dun` False (an unpaid end)
+        the final invoice is charged once and, if declined, left open for the operator."""
         s = self.state
         invoice = None
         if overage is not None:
             invoice = await self._issue(f"{s.subscription_id}:final", on, [overage])
-            await self._collect(invoice, on, dun=not collect_once)
+            self._collect(invoice, on, dun=dun)
         s.ended_on, s.ended_reason = on, reason
-        s.version += 1
-        await self._record(self._notice("ended", f"Subscription ended on {on} ({reason.value})", s.payer))
+        if s.take_over is not None:
+            self._successor = self._successor_subscription()
+        await self._commit(*self._notice("ended", f"Subscription ended on {on} ({reason.value})", s.payer),
+                           successor_id=self._successor.subscription_id if self._successor else None)
         return invoice
 
-    def _opened(self, new: NewSubscription) -> SubscriptionState:
+    async def _finish(self) -> SubscriptionOutcome:
+        """Ended and quiet. Invoices still unpaid keep their retries (R11) in a workflow of
+        their own; a take-over continues here as the new payer's subscription (R10)."""
+        s = self.state
+        for entry in s.dunning:
+            await workflow.start_child_workflow(
+                InvoiceDunningWorkflow.run,
+                DunningInput(subscription_id=s.subscription_id, client_id=s.client_id, firm_id=s.firm_id,
+                             payer=s.payer, dunning=entry, retry_days=s.retry_days, retry_now=s.retry_now),
+                id=dunning_workflow_id(entry.invoice_id), parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+        if self._successor is not None:
+            workflow.continue_as_new(SubscriptionInput(new=self._successor))
+        assert s.ended_on is not None and s.ended_reason is not None
+        return SubscriptionOutcome(subscription_id=s.subscription_id, ended_on=s.ended_on, ended_reason=s.ended_reason)
+
+    def _new_state(self, new: NewSubscription) -> SubscriptionState:
         today = self._today()
         period = first_period(today, new.interval)
         return SubscriptionState(
@@ -139,89 +167,185 @@ class SubscriptionWorkflow:
             anchor=today, period_start=period.start, period_end=period.end, started_on=today,
         )
 
-    def _taken_over(self) -> NewSubscription:
+    def _successor_subscription(self) -> NewSubscription:
+        """R10: the next period exactly as the renewal would have made it; only the payer differs."""
         old = self.state
         assert old.take_over is not None
         return NewSubscription(
             subscription_id=f"{old.client_id}.{old.line.value}.{workflow.uuid4().hex[:12]}",
-            client_id=old.client_id, firm_id=old.firm_id, line=old.line, plan=old.plan,
-            interval=old.interval, payer=old.take_over, retry_days=old.retry_days,
+            client_id=old.client_id, firm_id=old.firm_id, line=old.line,
+            plan=old.scheduled_plan or old.plan, interval=old.scheduled_interval or old.interval,
+            payer=old.take_over, retry_days=old.retry_days,
         )
 
-    # --- dunning (R11) -----------------------------------------------------------------------
+    # --- waiting ------------------------------------------------------------------------------
+
+    async def _wait_for_work(self) -> None:
+        """Sleep until something is due, or until what is next due changes (a decline adds a
+        retry date, a card update asks for one now)."""
+        wake = self._next_due_at()
+        timeout = None if wake is None else max(wake - workflow.now(), timedelta(0))
+        try:
+            await workflow.wait_condition(lambda: self._has_work() or self._next_due_at() != wake, timeout=timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def _has_work(self) -> bool:
+        s = self.state
+        if self._due_now():
+            return True
+        wants_to_close = s.ended_on is not None or self._renewed or workflow.info().is_continue_as_new_suggested()
+        return wants_to_close and self._quiet()
+
+    def _due_now(self) -> bool:
+        s, now = self.state, workflow.now()
+        if s.ended_on is not None:
+            return False
+        if now >= self._renewal_at() or s.retry_now:
+            return True
+        return any(t <= now for t in self._retry_times())
+
+    def _next_due_at(self) -> datetime | None:
+        if self.state.ended_on is not None:
+            return None
+        return min([self._renewal_at(), *self._retry_times()])
+
+    def _quiet(self) -> bool:
+        """Nothing in flight: no change, no charge. Only then may the run end or continue."""
+        return not self._lock.locked() and not self._charging and workflow.all_handlers_finished()
+
+    def _renewal_at(self) -> datetime:
+        return paris_midnight(self.state.period_end)
+
+    # --- charges (R11, R16, R17): in the background, outside the lock -------------------------
 
     def _retry_times(self) -> list[datetime]:
         s = self.state
-        return [t for d in s.dunning if (t := d.next_retry_at(s.retry_days)) is not None]
+        return [t for d in s.dunning
+                if d.invoice_id not in self._charging and (t := d.next_retry_at(s.retry_days)) is not None]
 
-    async def _dun(self) -> None:
+    def _collect(self, invoice: IssuedInvoice | None, on: date, *, dun: bool = True) -> None:
+        """Charge a new invoice in the background (nothing to charge when it is paid: 0 €, R16)."""
+        if invoice is not None and invoice.status == InvoiceStatus.OPEN:
+            self._start_charge(invoice.invoice_id, invoice.number, 1, on, dun=dun)
+
+    def _start_due_retries(self) -> None:
         """Retry what is due: every open invoice when the card changed, else those whose day came."""
-        retry_now, self._retry_now = self._retry_now, False
-        now = workflow.now()
-        for entry in list(self.state.dunning):
-            due = entry.next_retry_at(self.state.retry_days)
+        s, now = self.state, workflow.now()
+        retry_now, s.retry_now = s.retry_now, False
+        for entry in [*s.dunning, *s.on_hold]:
+            if entry.invoice_id in self._charging:
+                continue  # in flight: a card changed meanwhile retries it when it answers
+            due = entry.next_retry_at(s.retry_days) if entry in s.dunning else None
             scheduled = due is not None and now >= due
-            if (retry_now or scheduled) and self.state.ended_on is None:
-                await self._retry(entry, scheduled)
+            if retry_now or scheduled:
+                entry.attempts += 1
+                entry.scheduled_done += 1 if scheduled else 0
+                self._start_charge(entry.invoice_id, entry.number, entry.attempts, self._today())
 
-    async def _retry(self, entry: Dunning, scheduled: bool) -> None:
+    def _start_charge(self, invoice_id: int, number: str, attempt_no: int, on: date, *, dun: bool = True) -> None:
+        self._charging.add(invoice_id)
+        asyncio.create_task(self._charge(invoice_id, number, attempt_no, on, dun))
+
+    async def _charge(self, invoice_id: int, number: str, attempt_no: int, on: date, dun: bool) -> None:
+        card_version = self.state.card_version
+        try:
+            try:
+                outcome = await calls.charge(invoice_id, attempt_no, on)
+            except ActivityError as exc:
+                message = calls.unrecoverable(exc)
+                if message is None:
+                    raise
+                outcome = ChargeOutcome(status=ChargeResult.ERROR, failure_message=message)
+            async with self._lock:
+                await self._charged(invoice_id, number, attempt_no, outcome, card_version, dun)
+        finally:
+            self._charging.discard(invoice_id)
+
+    async def _charged(self, invoice_id: int, number: str, attempt_no: int, outcome: ChargeOutcome,
+                       card_version: int, dun: bool) -> None:
+        """What a charge came to: paid or waiting (R16) closes it; a decline is dunned (R11);
+        a request Stripe refuses waits, open, for a new card (the operator is alerted)."""
         s = self.state
-        entry.attempts += 1
-        if scheduled:
-            entry.scheduled_done += 1
-        outcome = await self._charge(entry.invoice_id, entry.attempts, self._today())
-        if outcome.paid:
-            s.dunning.remove(entry)
-        elif entry.next_retry_at(s.retry_days) is None:  # the last retry failed: give up
-            await self._give_up()
+        entry = next((d for d in [*s.dunning, *s.on_hold] if d.invoice_id == invoice_id), None)
+        if outcome.status in (ChargeResult.PAID, ChargeResult.WAITING):
+            if entry is not None:
+                _remove(s, entry)
+                await self._commit()
             return
-        s.version += 1
-        await self._record()
+        if s.card_version != card_version:  # the card changed while this charge ran
+            s.retry_now = True
+        if outcome.status is ChargeResult.ERROR:
+            if entry is not None:
+                _remove(s, entry)
+            s.on_hold.append(Dunning(invoice_id=invoice_id, number=number, first_failed_at=workflow.now(),
+                                     attempts=attempt_no))
+            self._note_alert("charge", f"invoice {number}: {outcome.failure_message}")
+            await self._commit()
+            return
+        if not dun:
+            return
+        if entry is None or entry in s.on_hold:
+            if entry is not None:
+                _remove(s, entry)
+            s.dunning.append(Dunning(invoice_id=invoice_id, number=number, first_failed_at=workflow.now(),
+                                     attempts=attempt_no))
+        elif entry.next_retry_at(s.retry_days) is None and s.ended_on is None:
+            await self._give_up()  # the last retry failed
+            return
+        await self._commit()
 
     async def _give_up(self) -> None:
-        """Every open invoice becomes uncollectible and the subscription ends, unpaid."""
+        """Every declined invoice becomes uncollectible and the subscription ends, unpaid (R11)."""
         s, today = self.state, self._today()
-        await workflow.execute_activity_method(
-            RecordActivities.mark_uncollectible, [d.invoice_id for d in s.dunning],
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
-        )
+        await self._db(RecordActivities.mark_uncollectible,
+                       MarkUncollectible(invoice_ids=[d.invoice_id for d in s.dunning]), step="mark_uncollectible")
         s.dunning = []
-        used = await self._close_period(today)
-        overage = overage_line(s.plan, s.period_start, today, Consumption(quota=s.quota, used=used))
         s.take_over = None  # nobody takes over a subscription that ends unpaid
-        await self._end(today, EndReason.UNPAID, overage, collect_once=True)
+        overage = await self._close_period(today)
+        await self._end(today, EndReason.UNPAID, overage, dun=False)
 
     # --- changes (Workflow Updates: the validator refuses before anything is recorded) ---
 
+    @asynccontextmanager
+    async def _change(self) -> AsyncIterator[SubscriptionState]:
+        """One change at a time, once the subscription is open, after what fell due (a renewal
+        at this very instant happens first: the change applies to the new period)."""
+        await workflow.wait_condition(lambda: self._ready)
+        async with self._lock:
+            if self._refusal is not None:
+                raise refuse(self._refusal)
+            await self._catch_up()
+            yield self.state
+
     @workflow.update
     async def change_plan(self, request: ChangePlan) -> ChangeResult:
-        async with self._lock:
-            self.validate_change_plan(request)  # again, under the lock
-            s, target, today = self.state, request.plan, self._today()
+        async with self._change() as s:
+            self.validate_change_plan(request)  # again, under the lock, after the catch-up
+            target, today = request.plan, self._today()
             if target.code == s.plan.code:  # back to the current plan: withdraw the scheduled one
                 s.scheduled_plan = None
-                s.version += 1
-                await self._record()
+                await self._commit()
                 return ChangeResult(kind="withdrawn", plan=target.code, effective_on=today)
             old_price, new_price = s.plan.price(s.interval), target.price(s.interval)
             if classify_change(old_price, new_price) is ChangeKind.DOWNGRADE:  # R8
                 s.scheduled_plan = target
-                s.version += 1
-                await self._record(self._notice(
+                await self._commit(*self._notice(
                     "downgrade_scheduled", f"Change to {target.name} on {s.period_end}", s.payer))
                 return ChangeResult(kind="downgrade", plan=target.code, effective_on=s.period_end)
-            amount = prorated_upgrade(old_price, new_price, s.period, today)  # R7
+            try:
+                amount = prorated_upgrade(old_price, new_price, s.period, today)  # R7
+            except ValueError as exc:
+                raise refuse(f"cannot prorate this change: {exc}") from None
             s.plan, s.scheduled_plan = target, None
-            s.version += 1
-            await self._record(self._notice(
+            await self._commit(*self._notice(
                 "upgraded", f"Upgraded to {target.name}: {format_eur(amount)} excl. VAT charged now", s.payer))
             number = None
             if amount > 0:
-                invoice = await self._issue(
-                    f"{s.subscription_id}:upgrade:v{s.version}", today,
-                    [proration_line(target, today, s.period_end, amount)])
-                await self._collect(invoice, today)
-                number = invoice.number
+                invoice = await self._issue(f"{s.subscription_id}:upgrade:v{s.version}", today,
+                                            [proration_line(target, today, s.period_end, amount)])
+                self._collect(invoice, today)
+                number = invoice.number if invoice else None
             return ChangeResult(kind="upgrade", plan=target.code, effective_on=today, amount=amount,
                                 invoice_number=number)
 
@@ -240,13 +364,11 @@ class SubscriptionWorkflow:
 
     @workflow.update
     async def switch_interval(self, request: SwitchInterval) -> Scheduled:
-        async with self._lock:
-            self.validate_switch_interval(request)  # again, under the lock
-            s = self.state
+        async with self._change() as s:
+            self.validate_switch_interval(request)
             withdrawn = request.interval == s.interval
             s.scheduled_interval = None if withdrawn else request.interval
-            s.version += 1
-            await self._record()
+            await self._commit()
             detail = "switch withdrawn" if withdrawn else f"{request.interval.value} from {s.period_end}"
             return Scheduled(effective_on=s.period_end, detail=detail)
 
@@ -264,12 +386,10 @@ class SubscriptionWorkflow:
     @workflow.update
     async def cancel(self) -> Scheduled:
         """R5: pending-cancel now, usable with its quota until the period end, then ended."""
-        async with self._lock:
-            self.validate_cancel()  # again, under the lock
-            s = self.state
+        async with self._change() as s:
+            self.validate_cancel()
             s.cancel_requested = True
-            s.version += 1
-            await self._record(self._notice(
+            await self._commit(*self._notice(
                 "cancel_scheduled", f"Subscription cancelled: usable until {s.period_end}", s.payer))
             return Scheduled(effective_on=s.period_end, detail="ends at the period end")
 
@@ -282,13 +402,11 @@ class SubscriptionWorkflow:
     @workflow.update
     async def reactivate(self) -> Scheduled:
         """Withdraw a cancellation (or a firm's stop) before the period ends."""
-        async with self._lock:
-            self.validate_reactivate()  # again, under the lock
-            s = self.state
+        async with self._change() as s:
+            self.validate_reactivate()
             s.cancel_requested = s.stop_paying = False
             s.take_over = None
-            s.version += 1
-            await self._record(self._notice("reactivated", f"Subscription renews on {s.period_end}", s.payer))
+            await self._commit(*self._notice("reactivated", f"Subscription renews on {s.period_end}", s.payer))
             return Scheduled(effective_on=s.period_end, detail="renews at the period end")
 
     @reactivate.validator
@@ -300,11 +418,10 @@ class SubscriptionWorkflow:
     @workflow.update
     async def cancel_now(self) -> Ended:
         """R6: ends today; no refund; overage consumed so far on a final invoice."""
-        async with self._lock:
-            self.validate_cancel_now()  # again, under the lock
-            s, today = self.state, self._today()
-            used = await self._close_period(today)
-            overage = overage_line(s.plan, s.period_start, today, Consumption(quota=s.quota, used=used))
+        async with self._change() as s:
+            self.validate_cancel_now()
+            today = self._today()
+            overage = await self._close_period(today)
             invoice = await self._end(today, EndReason.CANCELED_NOW, overage)
             return Ended(ended_on=today, invoice_number=invoice.number if invoice else None)
 
@@ -315,12 +432,10 @@ class SubscriptionWorkflow:
     @workflow.update
     async def stop_paying(self) -> Scheduled:
         """R10: the firm stops paying; the subscription runs to its period end, then is not renewed."""
-        async with self._lock:
-            self.validate_stop_paying()  # again, under the lock
-            s = self.state
+        async with self._change() as s:
+            self.validate_stop_paying()
             s.stop_paying = True
-            s.version += 1
-            await self._record(self._notice(
+            await self._commit(*self._notice(
                 "firm_stops_paying", f"Firm {s.payer.id} stops paying on {s.period_end}",
                 Payer(kind="client", id=s.client_id)))
             return Scheduled(effective_on=s.period_end, detail="not renewed")
@@ -338,12 +453,10 @@ class SubscriptionWorkflow:
     @workflow.update
     async def take_over(self, request: TakeOver) -> Scheduled:
         """R10: the new payer's subscription starts the day this one ends: no gap, no double bill."""
-        async with self._lock:
-            self.validate_take_over(request)  # again, under the lock
-            s = self.state
+        async with self._change() as s:
+            self.validate_take_over(request)
             s.take_over = request.payer
-            s.version += 1
-            await self._record(self._notice(
+            await self._commit(*self._notice(
                 "take_over_registered", f"{request.payer.label} pays from {s.period_end}", request.payer))
             return Scheduled(effective_on=s.period_end, detail=f"{request.payer.label} takes over")
 
@@ -360,28 +473,26 @@ class SubscriptionWorkflow:
 
     @workflow.update
     async def opened(self) -> SubscriptionState:
-        """Answers once the subscription is recorded and its first period billed: callers start
-        a subscription with this update (update-with-start), so they never see it half-open."""
-        await workflow.wait_condition(lambda: self._opened_ready)
+        """Answers once the subscription is recorded and its first invoice issued (its charge
+        goes on in the background): callers start a subscription with this update
+        (update-with-start), so they never see it half-open."""
+        await workflow.wait_condition(lambda: self._ready)
+        if self._refusal is not None:
+            raise refuse(self._refusal)
         return self.state
 
     @workflow.signal
     def payment_method_updated(self) -> None:
-        """The payer replaced its card: open invoices are retried at once (R11)."""
-        if self.state.dunning:
-            self._retry_now = True
+        """The payer replaced its card: open invoices are retried at once (R11), including one
+        whose charge is in flight right now (when it declines)."""
+        self.state.card_version += 1
+        self.state.retry_now = True
 
     @workflow.signal
     def payment_settled(self) -> None:
         """A payment settled outside a charge (Stripe webhook): the open invoices are looked at
         again now; one already paid is found paid, with no new charge."""
-        if self.state.dunning:
-            self._retry_now = True
-
-    @workflow.signal
-    def usage_reported(self, report: UsageReported) -> None:
-        if report.period_start == self.state.period_start:
-            self.state.used = max(self.state.used, report.used)
+        self.state.retry_now = True
 
     @workflow.query
     def current(self) -> SubscriptionState:
@@ -389,10 +500,8 @@ class SubscriptionWorkflow:
 
     @workflow.query
     def settled(self) -> bool:
-        """Nothing in progress and nothing overdue: every renewal due by now is done."""
-        if self._lock.locked() or self._retry_now:
-            return False
-        return self.state.ended_on is not None or workflow.now() < paris_midnight(self.state.period_end)
+        """Nothing in progress and nothing overdue: every renewal and retry due by now is done."""
+        return self._ready and not self._lock.locked() and not self._charging and not self._due_now()
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -400,6 +509,8 @@ class SubscriptionWorkflow:
         return paris_date(workflow.now())
 
     def _live(self) -> SubscriptionState:
+        if self._refusal is not None:
+            raise refuse(self._refusal)
         if self.state.ended_on is not None:
             raise refuse(f"the subscription ended on {self.state.ended_on}")
         return self.state
@@ -410,53 +521,62 @@ class SubscriptionWorkflow:
 
     def _notice(self, kind: str, subject: str, recipient: Payer) -> list[Notice]:
         s = self.state
-        key = f"{kind}:{s.subscription_id}:v{s.version}"
+        key = f"{kind}:{s.subscription_id}:v{s.version + 1}"
         recipients = {recipient, Payer(kind="firm", id=s.firm_id)}
         return [Notice(dedupe_key=f"{key}:{r.label}", kind=kind, recipient=r,
                        subject=f"{s.client_id}: {subject}", business_date=self._today())
                 for r in sorted(recipients, key=lambda p: p.label)]
 
-    async def _record(self, notices: list[Notice] | None = None) -> None:
-        await workflow.execute_activity_method(
-            RecordActivities.record_state, RecordState(state=self.state, notices=notices or []),
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
-        )
+    async def _commit(self, *notices: Notice, successor_id: str | None = None) -> None:
+        """A new version of the state: written to the read model with its notices, and shown
+        to operators as search attributes."""
         s = self.state
+        s.version += 1
+        await self._db(RecordActivities.record_state,
+                       RecordState(state=s, notices=list(notices), successor_id=successor_id), step="record")
         workflow.upsert_search_attributes([
             sa.FIRM_ID.value_set(s.firm_id), sa.CLIENT_ID.value_set(s.client_id),
             sa.PLAN_CODE.value_set(s.plan.code), sa.SUBSCRIPTION_STATUS.value_set(s.status.value),
             sa.BILLING_INTERVAL.value_set(s.interval.value), sa.PAYER_KIND.value_set(s.payer.kind),
         ])
 
-    async def _close_period(self, end: date) -> int:
-        return await workflow.execute_activity_method(
-            RecordActivities.close_period,
-            ClosePeriod(subscription_id=self.state.subscription_id, period_start=self.state.period_start, end=end),
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
-        )
-
-    async def _issue(self, key: str, issued_on: date, lines: list[InvoiceLine | None]) -> IssuedInvoice:
+    async def _close_period(self, end: date) -> InvoiceLine | None:
+        """Close the period to usage at `end` and bill its overage at the plan in force (R4)."""
         s = self.state
-        return await workflow.execute_activity_method(
-            RecordActivities.issue_invoice,
-            IssueInvoice(idempotency_key=key, subscription_id=s.subscription_id, client_id=s.client_id,
-                         payer=s.payer, issued_on=issued_on, lines=[l for l in lines if l is not None]),
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
-        )
+        used = await self._db(RecordActivities.close_period,
+                              ClosePeriod(subscription_id=s.subscription_id, period_start=s.period_start, end=end),
+                              step="close_period")
+        if used is None:
+            return None
+        return overage_line(s.plan, s.period_start, end, Consumption(quota=s.quota, used=used))
 
-    async def _collect(self, invoice: IssuedInvoice, on: date, *, dun: bool = True) -> None:
-        """Charge the invoice; a decline leaves it open and the subscription past due (R11)."""
-        outcome = await self._charge(invoice.invoice_id, 1, on)
-        if not outcome.paid and dun:
-            self.state.dunning.append(Dunning(invoice_id=invoice.invoice_id, number=invoice.number,
-                                              first_failed_at=workflow.now()))
-            self.state.version += 1
-            await self._record()
+    async def _issue(self, key: str, issued_on: date, lines: list[InvoiceLine | None]) -> IssuedInvoice | None:
+        s = self.state
+        return await self._db(RecordActivities.issue_invoice, IssueInvoice(
+            idempotency_key=key, subscription_id=s.subscription_id, client_id=s.client_id, payer=s.payer,
+            issued_on=issued_on, lines=[line for line in lines if line is not None]), step="issue_invoice")
 
-    async def _charge(self, invoice_id: int, attempt_no: int, on: date) -> ChargeOutcome:
-        return await workflow.execute_activity_method(
-            PaymentActivities.charge_invoice,
-            ChargeInvoice(invoice_id=invoice_id, attempt_no=attempt_no, business_date=on),
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
-            heartbeat_timeout=CHARGE_HEARTBEAT,
-        )
+    async def _db(self, activity: Callable[..., T], arg: Any, *, step: str) -> T | None:
+        """Run a database activity; on an error no retry cures, alert and go on (None)."""
+        try:
+            return await calls.call(activity, arg)
+        except ActivityError as exc:
+            message = calls.unrecoverable(exc)
+            if message is None:
+                raise
+            self._note_alert(step, message)
+            await calls.alert(RaiseAlert(
+                dedupe_key=f"{self.state.subscription_id}:{step}:{workflow.now().isoformat()}",
+                subscription_id=self.state.subscription_id, step=step, error=message))
+            return None
+
+    def _note_alert(self, step: str, error: str) -> None:
+        alerts = self.state.alerts
+        alerts.append(Alert(at=workflow.now(), step=step, error=error))
+        del alerts[:-MAX_ALERTS]
+
+
+def _remove(state: SubscriptionState, entry: Dunning) -> None:
+    for entries in (state.dunning, state.on_hold):
+        if entry in entries:
+            entries.remove(entry)

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.stripe_gateway import StripeGateway
+from adapters.stripe_gateway import StripeGateway
 from billing.invoices import InvoiceDraft, InvoiceLine, LineKind
 from embedded.stripe_server import LOCALSTRIPE_KEY
 from starter.api import create_app

@@ -15,7 +15,7 @@ from starter.scenario import ScenarioClient, ScenarioFirm, shift
 from starter.service import workflow_id
 from starter.simulate import Simulation, SimulationParts, simulation
 from store.models import Notification
-from workflows import search_attributes as sa
+from contracts import search_attributes as sa
 
 CATALOG = parse_catalog([
     {"code": "essentiel", "product": "einvoicing", "name": "Essentiel",
@@ -98,7 +98,8 @@ def test_query_returns_the_whole_state_with_this_periods_usage(simulation_parts:
         assert (state.plan.code, state.interval.value, state.payer.label) == ("standard", "monthly", "firm:cab-1")
         assert state.status.value == "pending_cancel"
         assert (shift(state.period_start, -sim.years), shift(state.period_end, -sim.years)) == (START, date(2025, 10, 1))
-        assert state.used == 40 and state.quota == 200  # R7: 40 used of the new plan's 200
+        assert state.quota == 200  # R7: 40 used of the new plan's 200
+        assert await sim.service.used_this_period(client_id="cli-1") == 40
     run(simulation_parts, body)
 
 
@@ -152,6 +153,7 @@ def test_two_subscriptions_racing_for_one_line_leave_one_live(simulation_parts: 
 
 def test_declined_charge_is_retried_3_6_and_9_days_later_notifying_each_failure(simulation_parts: SimulationParts) -> None:
     async def body(sim: Simulation) -> None:
+        await sim.settle()  # the first charge runs after subscribe answered (R17)
         assert (await sim.service.state(client_id="cli-1")).status.value == "past_due"
         await sim.advance_to(date(2025, 9, 20))
         with sim.sessions() as session:

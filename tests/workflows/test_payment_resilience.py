@@ -18,14 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from billing.catalog import parse_catalog
 from settings import PROJECT_ROOT
-from activities.stripe_gateway import StripeGateway
+from adapters.stripe_gateway import StripeGateway
 from starter.scenario import ScenarioClient, ScenarioFirm
 from starter.service import SubscriptionService, workflow_id
 from billing.intervals import Line
 from starter.simulate import Simulation, SimulationParts, simulation
 from store.db import make_engine, make_session_factory
 from store.models import Client, Firm, Invoice, PaymentAttempt, PaymentCustomer
-from workflows.models import Payer
+from contracts.subscription import Payer
 from worker import connect
 from tests.tcp_proxy import TcpProxy
 
@@ -142,6 +142,7 @@ def test_stripe_down_during_a_renewal_is_retried_until_it_answers_and_charges_on
             await sim.add_parties([FIRM], [CLIENT])
             await sim.advance_to(START)
             await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly", payer_kind="firm")
+            await sim.settle()  # the first fee is charged (after subscribe answered, R17) before the outage
             if outage == "connection refused":
                 proxy.cut()
             else:

@@ -10,6 +10,26 @@ class CardRefused(ValueError):
     """Stripe refused the card itself (when it was registered)."""
 
 
+class RequestRefused(Exception):
+    """Stripe refused the request itself (unknown customer, detached card, amount too small…):
+    no retry cures it, unlike an outage. R11: the operator is alerted, the workflow goes on."""
+
+    def __init__(self, code: str | None, message: str) -> None:
+        super().__init__(message)
+        self.code = code or "invalid_request"
+        self.message = message
+
+
+def _refused(exc: stripe.StripeError) -> RequestRefused:
+    return RequestRefused(getattr(exc, "code", None), exc.user_message or str(exc) or "Stripe refused the request")
+
+
+# Errors a retry cannot cure: a malformed or impossible request (4xx but 429), a key reused
+# with other parameters. Outages (connection, 5xx, 429) and an authentication error (a key an
+# operator can fix) stay retryable.
+_UNRETRYABLE = (stripe.InvalidRequestError, stripe.IdempotencyError)
+
+
 @dataclass(frozen=True)
 class IntentView:
     id: str
@@ -65,19 +85,33 @@ class StripeGateway:
     def create_intent(self, *, amount: int, customer_id: str, payment_method: str,
                       invoice_id: int, idempotency_key: str) -> str:
         """An unconfirmed PaymentIntent: nothing is charged until `confirm_intent`."""
-        intent = self._stripe.v1.payment_intents.create(
-            params={"amount": amount, "currency": CURRENCY, "customer": customer_id,
-                    "payment_method": payment_method, "metadata": {"invoice_id": str(invoice_id)}},
-            options={"idempotency_key": idempotency_key},
-        )
+        try:
+            intent = self._stripe.v1.payment_intents.create(
+                params={"amount": amount, "currency": CURRENCY, "customer": customer_id,
+                        "payment_method": payment_method, "metadata": {"invoice_id": str(invoice_id)}},
+                options={"idempotency_key": idempotency_key},
+            )
+        except _UNRETRYABLE as exc:
+            raise _refused(exc) from None
         return intent.id
 
-    def cancel_intent(self, intent_id: str) -> None:
-        """Cancel an unconfirmed intent (one that lost a race to be stored): it never charges."""
-        self._stripe.v1.payment_intents.cancel(intent_id)
+    def cancel_intent(self, intent_id: str) -> IntentView:
+        """Cancel an intent that must never charge: one that lost a race to be stored, or an
+        earlier attempt's that still waits for 3-D Secure. One that succeeded meanwhile is
+        returned as it is (the caller records the payment)."""
+        try:
+            return _view(self._stripe.v1.payment_intents.cancel(intent_id))
+        except _UNRETRYABLE:
+            view = self.retrieve_intent(intent_id)
+            if view.status in ("succeeded", "canceled"):
+                return view
+            raise
 
     def retrieve_intent(self, intent_id: str) -> IntentView:
-        return _view(self._stripe.v1.payment_intents.retrieve(intent_id))
+        try:
+            return _view(self._stripe.v1.payment_intents.retrieve(intent_id))
+        except _UNRETRYABLE as exc:
+            raise _refused(exc) from None
 
     def confirm_intent(self, intent_id: str) -> IntentView:
         """Confirm (charge); a decline comes back as a view, an outage as an exception."""
@@ -86,6 +120,8 @@ class StripeGateway:
         params = {"off_session": True} if self._real_stripe else {}
         try:
             return _view(self._stripe.v1.payment_intents.confirm(intent_id, params=params))  # type: ignore[arg-type]
+        except _UNRETRYABLE as exc:
+            raise _refused(exc) from None
         except stripe.CardError as exc:
             view = self.retrieve_intent(intent_id)
             return IntentView(view.id, view.status, view.amount, exc.code or "card_declined",

@@ -3,35 +3,24 @@
 Pydantic models, carried by `pydantic_data_converter`, so dates and plans round-trip.
 """
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from billing.catalog import Plan
 from billing.intervals import Interval, Line
 from billing.periods import Period
+from billing.statuses import EndReason, SubscriptionStatus
 
-
-class Status(StrEnum):
-    ACTIVE = "active"
-    PENDING_CANCEL = "pending_cancel"
-    PAST_DUE = "past_due"
-    ENDED = "ended"
-
-
-class EndReason(StrEnum):
-    CANCELED = "canceled"
-    CANCELED_NOW = "canceled_now"
-    NOT_RENEWED = "not_renewed"
-    UNPAID = "unpaid"
+Status = SubscriptionStatus  # the name the workflow and the callers use
+__all__ = ["EndReason", "Status"]
 
 
 class Payer(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: Literal["firm", "client"]
-    id: str
+    id: str = Field(min_length=1, max_length=64)
 
     @property
     def label(self) -> str:
@@ -56,6 +45,17 @@ class Dunning(BaseModel):
         return self.first_failed_at + timedelta(days=retry_days[self.scheduled_done])
 
 
+class Alert(BaseModel):
+    """An error no retry cures (R11's last paragraph): the workflow went on without it."""
+
+    at: datetime
+    step: str
+    error: str
+
+
+MAX_ALERTS = 10  # the state keeps the latest ones; every alert is also in operator_alerts
+
+
 class SubscriptionState(BaseModel):
     """The whole state of one subscription, carried through continue-as-new each period."""
 
@@ -76,8 +76,16 @@ class SubscriptionState(BaseModel):
     stop_paying: bool = False  # R10
     take_over: Payer | None = None  # R10: who pays from the end date on
     dunning: list[Dunning] = []  # declined invoices being retried (R11)
+    # Charges Stripe refused as requests (R11's last paragraph): open, the operator alerted,
+    # retried when the payer gives a new card; no scheduled retries, not past due.
+    on_hold: list[Dunning] = []
     retry_days: list[int] = DEFAULT_RETRY_DAYS
-    used: int = 0  # documents this period, as last reported
+    # R11: the payer gave a new card (or a payment settled elsewhere): retry open invoices at
+    # once. Kept in the state, so it survives continue-as-new; `card_version` counts card
+    # updates, so a charge already in flight when the card changed is retried at once too.
+    retry_now: bool = False
+    card_version: int = 0
+    alerts: list[Alert] = []  # errors no retry cures, for the operator (the latest few)
     ended_on: date | None = None
     ended_reason: EndReason | None = None
     version: int = 0
@@ -129,8 +137,9 @@ class SubscriptionInput(BaseModel):
 
 class SubscriptionOutcome(BaseModel):
     subscription_id: str
-    ended_on: date
-    ended_reason: EndReason
+    ended_on: date | None = None
+    ended_reason: EndReason | None = None
+    refused: str | None = None  # the subscription never opened (a line it needs was taken, R2)
 
 
 # --- updates: one model in, one model out -----------------------------------------------
@@ -168,6 +177,18 @@ class Ended(BaseModel):
     invoice_number: str | None = None
 
 
-class UsageReported(BaseModel):
-    period_start: date
-    used: int
+class DunningInput(BaseModel):
+    """An invoice still unpaid when its subscription ended: it keeps its retries (R11)."""
+
+    subscription_id: str
+    client_id: str
+    firm_id: str
+    payer: Payer
+    dunning: Dunning
+    retry_days: list[int] = DEFAULT_RETRY_DAYS
+    retry_now: bool = False
+
+
+class DunningOutcome(BaseModel):
+    invoice_id: int
+    status: Literal["paid", "uncollectible", "on_hold"]  # on_hold: Stripe refused the request

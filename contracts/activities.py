@@ -1,11 +1,11 @@
 """Requests and answers of the activities (one pydantic model each way)."""
 from datetime import date
-from typing import Literal
 
 from pydantic import BaseModel
 
 from billing.invoices import InvoiceLine
-from workflows.models import Payer, SubscriptionState
+from billing.statuses import ChargeResult, InvoiceStatus
+from contracts.subscription import Payer, SubscriptionState
 
 
 class Notice(BaseModel):
@@ -17,6 +17,16 @@ class Notice(BaseModel):
 
 
 class RecordState(BaseModel):
+    state: SubscriptionState
+    notices: list[Notice] = []
+    # R10: on a take-over, the subscription that continues this one on the same lines: the
+    # lines' reservation passes to it in the same transaction (no moment where they are free).
+    successor_id: str | None = None
+
+
+class OpenSubscription(BaseModel):
+    """Reserve every line the plan occupies (R2), then record the state: one transaction."""
+
     state: SubscriptionState
     notices: list[Notice] = []
 
@@ -39,9 +49,11 @@ class IssueInvoice(BaseModel):
 class IssuedInvoice(BaseModel):
     invoice_id: int
     number: str
+    issued_on: date  # the business date, or later when numbering must stay chronological (R4)
     subtotal: int
     tax: int
     total: int
+    status: InvoiceStatus  # `paid` at once for a total of 0 (R16)
 
 
 class ChargeInvoice(BaseModel):
@@ -51,10 +63,24 @@ class ChargeInvoice(BaseModel):
 
 
 class ChargeOutcome(BaseModel):
-    status: Literal["paid", "declined"]
+    status: ChargeResult
     failure_code: str | None = None
     failure_message: str | None = None
 
     @property
     def paid(self) -> bool:
-        return self.status == "paid"
+        return self.status is ChargeResult.PAID
+
+
+class RaiseAlert(BaseModel):
+    """An error no retry cures, for the operator (R11): stored once per key, logged."""
+
+    dedupe_key: str
+    subscription_id: str | None
+    invoice_id: int | None = None
+    step: str
+    error: str
+
+
+class MarkUncollectible(BaseModel):
+    invoice_ids: list[int]

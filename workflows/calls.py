@@ -1,0 +1,60 @@
+"""How the workflows call their activities: timeouts, retries, and errors no retry cures.
+
+Outages are retried until they pass. An activity that raises the non-retryable
+`Unrecoverable` error (a constraint violated, a value the store cannot hold) is not retried:
+the caller gets None, the operator an alert (R11), and the workflow goes on.
+"""
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.errors import UNRECOVERABLE
+    from activities.payments import PaymentActivities
+    from activities.records import RecordActivities
+    from contracts.activities import ChargeInvoice, ChargeOutcome, RaiseAlert
+
+ACTIVITY_TIMEOUT = timedelta(seconds=60)
+ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=2))
+# A charge heartbeats around each Stripe call (at most REQUEST_TIMEOUT_SECONDS): a worker that
+# died mid-charge is noticed this fast, and the retry finds the attempt where it stopped.
+CHARGE_HEARTBEAT = timedelta(seconds=15)
+# An alert is worth a few tries, not a stall: it is in the workflow's state and log anyway.
+ALERT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                          maximum_attempts=10)
+
+T = TypeVar("T")
+
+
+def unrecoverable(error: ActivityError) -> str | None:
+    """The message of an activity's unrecoverable error, or None for any other failure."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == UNRECOVERABLE:
+        return cause.message
+    return None
+
+
+async def call(activity: Callable[..., T], arg: Any, *, heartbeat: timedelta | None = None) -> T:
+    return await workflow.execute_activity_method(
+        activity, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
+        heartbeat_timeout=heartbeat,
+    )
+
+
+async def charge(invoice_id: int, attempt_no: int, on: Any) -> ChargeOutcome:
+    return await call(PaymentActivities.charge_invoice,
+                      ChargeInvoice(invoice_id=invoice_id, attempt_no=attempt_no, business_date=on),
+                      heartbeat=CHARGE_HEARTBEAT)
+
+
+async def alert(request: RaiseAlert) -> None:
+    workflow.logger.error("operator alert: %s: %s", request.step, request.error)
+    try:
+        await workflow.execute_activity_method(
+            RecordActivities.raise_alert, request, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ALERT_RETRY)
+    except ActivityError:
+        workflow.logger.error("the alert could not be stored: it stays in the workflow's state and log")

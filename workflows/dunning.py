@@ -1,0 +1,71 @@
+"""An invoice still unpaid when its subscription ended keeps its retries (R11): 3, 6 and 9
+days after its first failure, at once on a new card, then `uncollectible`.
+
+A workflow of its own (one per invoice), started by the ending subscription and left to run
+when that one completes, so the client's line is free at once for a new subscription.
+"""
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.records import RecordActivities
+    from billing.periods import paris_date
+    from billing.statuses import ChargeResult
+    from contracts.activities import MarkUncollectible, RaiseAlert
+    from contracts.subscription import DunningInput, DunningOutcome
+    from workflows import calls
+
+
+def dunning_workflow_id(invoice_id: int) -> str:
+    return f"invoice-dunning:{invoice_id}"
+
+
+@workflow.defn
+class InvoiceDunningWorkflow:
+    @workflow.init
+    def __init__(self, input: DunningInput) -> None:
+        self._retry_now = input.retry_now
+        self._card_version = 0
+
+    @workflow.run
+    async def run(self, input: DunningInput) -> DunningOutcome:
+        entry = input.dunning
+        while (due := entry.next_retry_at(input.retry_days)) is not None:
+            try:
+                await workflow.wait_condition(lambda: self._retry_now,
+                                              timeout=max(due - workflow.now(), timedelta(0)))
+            except asyncio.TimeoutError:
+                pass
+            self._retry_now = False
+            entry.attempts += 1
+            entry.scheduled_done += 1 if workflow.now() >= due else 0
+            card_version = self._card_version
+            try:
+                outcome = await calls.charge(entry.invoice_id, entry.attempts, paris_date(workflow.now()))
+            except ActivityError as exc:
+                if calls.unrecoverable(exc) is None:
+                    raise
+                await calls.alert(RaiseAlert(dedupe_key=f"{dunning_workflow_id(entry.invoice_id)}:{entry.attempts}",
+                                             subscription_id=input.subscription_id, invoice_id=entry.invoice_id,
+                                             step="charge", error=str(exc.cause)))
+                return DunningOutcome(invoice_id=entry.invoice_id, status="on_hold")
+            if outcome.status in (ChargeResult.PAID, ChargeResult.WAITING):
+                return DunningOutcome(invoice_id=entry.invoice_id, status="paid")
+            if outcome.status is ChargeResult.ERROR:  # the charge activity alerted the operator
+                return DunningOutcome(invoice_id=entry.invoice_id, status="on_hold")
+            if self._card_version != card_version:
+                self._retry_now = True
+        await calls.call(RecordActivities.mark_uncollectible, MarkUncollectible(invoice_ids=[entry.invoice_id]))
+        return DunningOutcome(invoice_id=entry.invoice_id, status="uncollectible")
+
+    @workflow.signal
+    def payment_method_updated(self) -> None:
+        self._card_version += 1
+        self._retry_now = True
+
+    @workflow.signal
+    def payment_settled(self) -> None:
+        self._retry_now = True
