@@ -9,7 +9,7 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, NoResultFound
 from temporalio.exceptions import ApplicationError
 
 UNRECOVERABLE = "Unrecoverable"
@@ -22,6 +22,8 @@ def unrecoverable_errors_classified(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
+        except NoResultFound as exc:  # a row this step needs is missing: it will not appear by itself
+            raise ApplicationError(f"NoResultFound: {exc}", type=UNRECOVERABLE, non_retryable=True) from None
         except (IntegrityError, DataError) as exc:
             # The first line of the driver's message names the constraint or the column.
             detail = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)

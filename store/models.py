@@ -268,6 +268,9 @@ class SubscriptionPeriod(Base):
     period_start: Mapped[date] = mapped_column(Date, primary_key=True)
     period_end: Mapped[date] = mapped_column(Date)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"))
+    # Documents so far, kept by each report under the row's lock: a report reads one row,
+    # not the whole period's events (a period may count tens of thousands of them).
+    used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     documents: Mapped[int | None] = mapped_column(Integer)  # the total, once closed
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -17,7 +17,7 @@ from store.models import LineReservation
 def reserve_lines(session: Session, *, client_id: str, lines: Sequence[str], subscription_id: str) -> list[str]:
     """Reserve `lines` for the subscription; return those another subscription holds (then
     nothing is reserved: the caller rolls back). Reserving again for the same one is a no-op."""
-    for line in lines:
+    for line in sorted(set(lines)):  # one order for everyone: two reservations never deadlock
         session.execute(
             pg_insert(LineReservation)
             .values(client_id=client_id, line=line, subscription_id=subscription_id)

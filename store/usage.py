@@ -45,7 +45,7 @@ def record_usage(
     The period's row is locked (FOR UPDATE) before its total is read: two reports for one
     period are counted one after the other, so each sees the other's documents and a
     threshold crossed by their sum is alerted (R13)."""
-    _check(event_id, occurred_at, documents)
+    _check(event_id, client_id, occurred_at, documents)
     previous = session.get(UsageEvent, event_id)
     if previous is not None:
         return _already_counted(session, previous, client_id)
@@ -71,7 +71,7 @@ def record_usage(
             f"event {event_id}: the period {period.period_start} to {period.period_end} of client "
             f"{client_id} is closed and its overage already invoiced"
         )
-    before = period_total(session, subscription.id, period.period_start)
+    before = period.used
     if before + documents > MAX_DOCUMENTS:
         raise UsageRefused(
             f"event {event_id}: {documents} more documents would take the period's total past "
@@ -85,20 +85,26 @@ def record_usage(
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(UsageEvent.event_id)
     ).first()
-    used = period_total(session, subscription.id, period.period_start)
     if inserted is None:  # the same event_id arrived concurrently and won
-        return UsageRecorded(event_id, False, subscription.id, period.period_start, used, subscription.quota)
-    _queue_quota_alerts(session, subscription, period.period_start, used - documents, used, day)
-    return UsageRecorded(event_id, True, subscription.id, period.period_start, used, subscription.quota)
+        return UsageRecorded(event_id, False, subscription.id, period.period_start, before, subscription.quota)
+    period.used = before + documents
+    _queue_quota_alerts(session, subscription, period.period_start, before, period.used, day)
+    return UsageRecorded(event_id, True, subscription.id, period.period_start, period.used, subscription.quota)
 
 
-def _check(event_id: str, occurred_at: datetime, documents: int) -> None:
+def _check(event_id: str, client_id: str, occurred_at: datetime, documents: int) -> None:
     """Refuse, with a sentence, what the store cannot hold or the rules cannot place."""
-    if not event_id or len(event_id) > MAX_EVENT_ID_LENGTH:
-        raise UsageRefused(f"event_id must have 1 to {MAX_EVENT_ID_LENGTH} characters, not {len(event_id)}")
-    if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
-        raise UsageRefused(f"event {event_id}: occurred_at must carry its time zone (e.g. 2025-09-12T10:00:00+02:00), "
-                           f"not {occurred_at.isoformat()}")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_LENGTH or "\x00" in event_id:
+        raise UsageRefused(f"event_id must be a text of 1 to {MAX_EVENT_ID_LENGTH} characters")
+    if not isinstance(client_id, str) or "\x00" in client_id:
+        raise UsageRefused(f"event {event_id}: client_id must be a text")
+    if not isinstance(occurred_at, datetime) or occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
+        raise UsageRefused(f"event {event_id}: occurred_at must be a date and time with its time zone "
+                           "(e.g. 2025-09-12T10:00:00+02:00)")
+    try:
+        paris_date(occurred_at)
+    except OverflowError:
+        raise UsageRefused(f"event {event_id}: occurred_at {occurred_at.isoformat()} is out of range") from None
     if isinstance(documents, bool) or not isinstance(documents, int) or not 0 < documents <= MAX_DOCUMENTS:
         raise UsageRefused(f"event {event_id}: documents must be a whole number from 1 to {MAX_DOCUMENTS}, "
                            f"not {documents}")
@@ -116,7 +122,7 @@ def _already_counted(session: Session, previous: UsageEvent, client_id: str) -> 
     if previous.client_id != client_id:
         raise UsageRefused(f"event {previous.event_id} was already counted for another client")
     subscription = session.get_one(Subscription, previous.subscription_id)
-    used = period_total(session, previous.subscription_id, previous.period_start)
+    used = session.get_one(SubscriptionPeriod, (previous.subscription_id, previous.period_start)).used
     return UsageRecorded(previous.event_id, False, previous.subscription_id, previous.period_start, used, subscription.quota)
 
 

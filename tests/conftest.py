@@ -35,14 +35,18 @@ def postgres_admin_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def template_database(postgres_admin_url: str, worker_id: str) -> str:
+def template_database(postgres_admin_url: str, worker_id: str) -> Iterator[str]:
     from embedded.postgres import create_database, database_url
     from store.migrate import upgrade
 
-    name = f"billing_template_{worker_id}"
+    # Unique per run: two test runs on one machine never drop each other's template.
+    name = f"billing_template_{worker_id}_{uuid.uuid4().hex[:8]}"
     create_database(postgres_admin_url, name, drop_existing=True)
     upgrade(database_url(postgres_admin_url, name))
-    return name
+    yield name
+    from embedded.postgres import drop_database
+
+    drop_database(postgres_admin_url, name)
 
 
 @pytest.fixture

@@ -95,3 +95,102 @@ def test_retried_draft_returns_the_same_invoice(session_factory: sessionmaker[Se
         assert again.id == first
         assert [line.amount for line in again.lines] == [1900]
         assert (again.subtotal, again.tax, again.total) == (1900, 380, 2280)
+
+
+def draft_dated(factory: sessionmaker[Session], key: str, issued_on: date, content: InvoiceDraft = FEE) -> int:
+    with factory.begin() as session:
+        return draft_invoice(
+            session, idempotency_key=key, client_id="cli-1", payer_kind="firm",
+            payer_id="cab-1", issued_on=issued_on, content=content,
+        ).id
+
+
+def numbered(factory: sessionmaker[Session]) -> list[tuple[int, date]]:
+    with factory() as session:
+        rows = session.execute(
+            select(Invoice.number, Invoice.issued_on).where(Invoice.number.is_not(None)).order_by(Invoice.number)
+        )
+        return [(number, issued_on) for number, issued_on in rows]
+
+
+def test_issue_7_item_13_an_invoice_finalised_late_is_dated_the_day_of_the_one_before_it(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Issue 7 item 13 (French law: chronological numbering): an invoice whose activity ran late
+    takes the next number and is never dated before the invoice numbered just before it."""
+    seed_drafts(session_factory, 0)
+    on_time = draft_dated(session_factory, "test:on-time", date(2025, 10, 2))
+    late = draft_dated(session_factory, "test:late", date(2025, 10, 1))
+    assert finalize(session_factory, on_time) == 1
+    with session_factory.begin() as session:
+        invoice = finalize_invoice(session, late)
+        assert (invoice.number, invoice.issued_on) == (2, date(2025, 10, 2))
+    assert numbered(session_factory) == [(1, date(2025, 10, 2)), (2, date(2025, 10, 2))]
+    later = draft_dated(session_factory, "test:later", date(2025, 10, 5))
+    assert finalize(session_factory, later) == 3  # a later business date keeps its own day
+    assert numbered(session_factory)[-1] == (3, date(2025, 10, 5))
+
+
+SHUFFLED_DAYS = [date(2025, 10, day) for day in (7, 3, 3, 12, 1, 9, 15, 2, 15, 11, 4, 20, 18, 6)]
+
+
+def test_issue_7_item_13_sorted_by_number_issue_dates_never_go_backwards(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Issue 7 item 13: finalisations in shuffled business-date order; each invoice is dated
+    the latest business date numbered so far (its own, or a previous invoice's)."""
+    assert SHUFFLED_DAYS != sorted(SHUFFLED_DAYS)
+    seed_drafts(session_factory, 0)
+    ids = [draft_dated(session_factory, f"test:{i}", day) for i, day in enumerate(SHUFFLED_DAYS)]
+    for invoice_id in ids:
+        finalize(session_factory, invoice_id)
+    stored = numbered(session_factory)
+    assert [number for number, _ in stored] == list(range(1, len(ids) + 1))
+    days = [issued_on for _, issued_on in stored]
+    assert days == sorted(days)
+    assert days == [max(SHUFFLED_DAYS[: i + 1]) for i in range(len(SHUFFLED_DAYS))]
+
+
+def test_issue_7_item_13_concurrent_finalisations_with_mixed_dates_keep_dates_in_number_order(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Issue 7 item 13 under concurrency: whichever takes the counter first, no invoice numbered
+    later is dated earlier, and none is dated before its own business date."""
+    seed_drafts(session_factory, 0)
+    days_in_draft_order = [date(2025, 10, 1 + (i * 11) % 28) for i in range(30)]  # 1, 12, 23, 6, 17…
+    business_days = {draft_dated(session_factory, f"test:{i}", day): day for i, day in enumerate(days_in_draft_order)}
+    start = Barrier(15)
+
+    def finalize_together(invoice_id: int) -> int:
+        start.wait()
+        return finalize(session_factory, invoice_id)
+
+    with ThreadPoolExecutor(max_workers=15) as pool:
+        numbers = list(pool.map(finalize_together, business_days))
+    assert sorted(numbers) == list(range(1, 31))
+    days = [issued_on for _, issued_on in numbered(session_factory)]
+    assert days == sorted(days)
+    with session_factory() as session:
+        for invoice in session.scalars(select(Invoice)):
+            assert invoice.issued_on >= business_days[invoice.id]
+
+
+FREE = InvoiceDraft((InvoiceLine(LineKind.SUBSCRIPTION, "gratuit", date(2025, 9, 1), date(2025, 10, 1), 1, 0),))
+
+
+def test_issue_7_item_13_a_zero_total_is_finalised_paid_any_other_total_open(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Issue 7 item 13 with R16: an invoice whose total is 0 is issued and paid at once."""
+    seed_drafts(session_factory, 0)
+    free = draft_dated(session_factory, "test:free", date(2025, 9, 1), FREE)
+    paying = draft_dated(session_factory, "test:paying", date(2025, 9, 1))
+    with session_factory.begin() as session:
+        invoice = finalize_invoice(session, free)
+        assert (invoice.number, invoice.total, invoice.status) == (1, 0, "paid")
+    with session_factory.begin() as session:
+        invoice = finalize_invoice(session, paying)
+        assert (invoice.number, invoice.total, invoice.status) == (2, 2280, "open")
+    with session_factory() as session:
+        statuses = {number: status for number, status in session.execute(select(Invoice.number, Invoice.status))}
+        assert statuses == {1: "paid", 2: "open"}

@@ -65,6 +65,12 @@ def upgrade() -> None:
     op.add_column('invoices', sa.Column('collecting_attempt_id', sa.BigInteger(), nullable=True))
     op.create_index('waiting_by_payer', 'invoices', ['payer_kind', 'payer_id'], unique=False,
                     postgresql_where=sa.text("waiting_since is not null and status = 'open'"))
+    op.add_column('subscription_periods', sa.Column('used', sa.BigInteger(), server_default='0', nullable=False))
+    op.execute("""
+        update subscription_periods p set used = coalesce((
+            select sum(documents) from usage_events e
+            where e.subscription_id = p.subscription_id and e.period_start = p.period_start), 0)
+    """)
     op.add_column('invoice_counters', sa.Column('last_issued_on', sa.Date(), nullable=True))
     op.execute("""
         update invoice_counters c set last_issued_on = (
@@ -82,6 +88,7 @@ def downgrade() -> None:
     op.alter_column('notifications', 'subject', type_=sa.String(length=300), existing_type=sa.Text(),
                     postgresql_using='left(subject, 300)')
     op.drop_column('invoice_counters', 'last_issued_on')
+    op.drop_column('subscription_periods', 'used')
     op.drop_index('waiting_by_payer', table_name='invoices',
                   postgresql_where=sa.text("waiting_since is not null and status = 'open'"))
     op.drop_column('invoices', 'collecting_attempt_id')
