@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install
+.PHONY: run test lint install
 
 install: $(VENV)/.installed
 
@@ -20,3 +20,9 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -n 2
+
+# Style, types and the architecture's import rules (pyproject.toml); CI runs it before the tests.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports

@@ -7,7 +7,14 @@ from activities.errors import unrecoverable_errors_classified
 from billing.invoices import draft
 from billing.statuses import InvoiceStatus
 from contracts.activities import (
-    ClosePeriod, IssuedInvoice, IssueInvoice, MarkUncollectible, Notice, OpenSubscription, RaiseAlert, RecordState,
+    ClosePeriod,
+    IssuedInvoice,
+    IssueInvoice,
+    MarkUncollectible,
+    Notice,
+    OpenSubscription,
+    RaiseAlert,
+    RecordState,
 )
 from contracts.subscription import SubscriptionState
 from store.alerts import raise_alert

@@ -5,7 +5,7 @@ clamped month end does not drift: anchor 31 Jan -> 28/29 Feb -> 31 Mar -> 30 Apr
 """
 import calendar
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from billing.intervals import Interval
@@ -89,4 +89,4 @@ def paris_date(instant: datetime) -> date:
 
 def paris_midnight(day: date) -> datetime:
     """The instant (UTC) at which `day` starts in Paris: where renewal timers fire."""
-    return datetime.combine(day, time(0), tzinfo=PARIS).astimezone(timezone.utc)
+    return datetime.combine(day, time(0), tzinfo=PARIS).astimezone(UTC)

@@ -1,7 +1,7 @@
 """Plan changes: upgrade now with a prorated charge (R7), downgrade at renewal (R8)."""
+from datetime import date
 from enum import StrEnum
 from fractions import Fraction
-from datetime import date
 
 from billing.money import Cents, round_half_up
 from billing.periods import Period

@@ -76,7 +76,8 @@ def reconcile(recorded: list[RecordedPayment], intents: list[StripeIntent]) -> l
         if r.attempt_status == AttemptStatus.SUCCEEDED and intent.status != "succeeded":
             found.append(Mismatch("recorded_not_charged", r.invoice_id,
                                   f"invoice {label}: recorded paid but {intent.id} is {intent.status}"))
-        if intent.status == "succeeded" and (r.attempt_status != AttemptStatus.SUCCEEDED or r.invoice_status != InvoiceStatus.PAID):
+        settled = r.attempt_status == AttemptStatus.SUCCEEDED and r.invoice_status == InvoiceStatus.PAID
+        if intent.status == "succeeded" and not settled:
             found.append(Mismatch("charged_not_recorded", r.invoice_id,
                                   f"invoice {label}: {intent.id} succeeded but our attempt is "
                                   f"{r.attempt_status} and the invoice {r.invoice_status}"))

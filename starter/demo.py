@@ -2,9 +2,9 @@
 a newcomer sees live subscription workflows (and their search attributes) in the Temporal UI.
 Idempotent: a second run adds nothing that is already there."""
 from billing.rules import Refused
+from contracts.subscription import Payer
 from starter.service import SubscriptionService
 from store.models import Client, Firm
-from contracts.subscription import Payer
 
 TEST_CARD = "4242424242424242"  # localstripe; a real Stripe test account takes "pm_card_visa"
 

@@ -37,7 +37,8 @@ def build_report(session: Session, errors: list[dict[str, Any]], to_scenario: Ca
             {
                 "client": sub.client_id, "line": sub.line, "plan": sub.plan_code, "interval": sub.interval,
                 "payer": f"{sub.payer_kind}:{sub.payer_id}", "status": sub.status,
-                **({"ended_on": d(sub.ended_on), "ended_reason": sub.ended_reason} if sub.status == SubscriptionStatus.ENDED else {}),
+                **({"ended_on": d(sub.ended_on), "ended_reason": sub.ended_reason}
+                   if sub.status == SubscriptionStatus.ENDED else {}),
             }
             for sub in subscriptions
         ],

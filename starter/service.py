@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable
 from contextlib import suppress
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,15 +23,25 @@ from billing.catalog import Catalog, Plan, UnknownPlan
 from billing.intervals import Interval, Line, Product, home_line, lines_occupied
 from billing.rules import Refused, check_new_subscription
 from billing.statuses import InvoiceStatus, SubscriptionStatus
-from store.models import Client as ClientRow, Firm, Invoice as InvoiceRow, PaymentCustomer, Subscription
-from store.subscriptions import live_subscriptions
-from store.usage import UsageRecorded, UsageRefused, record_usage
 from contracts import search_attributes as sa
 from contracts.subscription import (
-    DEFAULT_RETRY_DAYS, ChangePlan, ChangeResult, Ended, NewSubscription, Payer, Scheduled, SubscriptionInput,
-    SubscriptionState, SwitchInterval, TakeOver,
+    DEFAULT_RETRY_DAYS,
+    ChangePlan,
+    ChangeResult,
+    Ended,
+    NewSubscription,
+    Payer,
+    Scheduled,
+    SubscriptionInput,
+    SubscriptionState,
+    SwitchInterval,
+    TakeOver,
 )
-from store.usage import period_total
+from store.models import Client as ClientRow
+from store.models import Firm, PaymentCustomer, Subscription
+from store.models import Invoice as InvoiceRow
+from store.subscriptions import live_subscriptions
+from store.usage import UsageRecorded, UsageRefused, period_total, record_usage
 from workflows.dunning import InvoiceDunningWorkflow, dunning_workflow_id
 from workflows.subscription import SubscriptionWorkflow
 
@@ -90,7 +100,7 @@ class SubscriptionService:
         wf_id = workflow_id(new.client_id, new.line)
         try:
             return await asyncio.wait_for(self._start_once_free(new, wf_id, attributes), ANSWER_DEADLINE.total_seconds())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise NoAnswer(f"the subscription of client {new.client_id} did not answer within "
                            f"{ANSWER_DEADLINE.total_seconds():.0f} s: it may still be opening; ask for its state") from None
 
@@ -107,7 +117,7 @@ class SubscriptionService:
                     self.temporal.execute_update_with_start_workflow(
                         SubscriptionWorkflow.opened, start_workflow_operation=start),
                     ANSWER_DEADLINE.total_seconds() / 2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # Seen when a worker died during the opening: the workflow went on and
                 # completed the update, but this call's answer never came. Ask it again.
                 handle = self.temporal.get_workflow_handle_for(SubscriptionWorkflow.run, wf_id)
@@ -167,11 +177,11 @@ class SubscriptionService:
                 raise Refused(f"client {client_id} has no subscription on the {_line(line).value} line") from None
             raise
 
-    async def _update(self, client_id: str, line: Line, update, *args):  # type: ignore[no-untyped-def]
+    async def _update(self, client_id: str, line: Line, update: Any, *args: Any) -> Any:
         handle = self.temporal.get_workflow_handle(workflow_id(client_id, line))
         try:
             return await asyncio.wait_for(handle.execute_update(update, *args), ANSWER_DEADLINE.total_seconds())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise NoAnswer(f"the subscription of client {client_id} on the {line.value} line did not answer within "
                            f"{ANSWER_DEADLINE.total_seconds():.0f} s; the change may still be applied: "
                            "ask for its state before trying again") from None
@@ -262,7 +272,8 @@ class SubscriptionService:
                 customer = None
             if customer is None:
                 customer = PaymentCustomer(payer_kind=payer.kind, payer_id=payer.id,
-                                           stripe_customer_id=self.gateway.create_customer(name=name, payer_label=payer.label))
+                                           stripe_customer_id=self.gateway.create_customer(
+                                               name=name, payer_label=payer.label))
                 session.add(customer)
                 session.commit()
             try:

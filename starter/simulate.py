@@ -28,16 +28,17 @@ from billing.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog, parse_c
 from billing.intervals import Line
 from billing.periods import paris_date, paris_midnight
 from billing.rules import Refused
+from contracts import search_attributes as sa
+from contracts.subscription import Payer
 from embedded.postgres import create_database, database_url, drop_database
 from starter.report import build_report
 from starter.scenario import Scenario, ScenarioClient, ScenarioFirm, Step, shift, shift_years
 from starter.service import SubscriptionService, workflow_id
 from store.db import make_engine, make_session_factory
-from store.models import Client as ClientRow, Firm, Subscription
-from contracts import search_attributes as sa
-from contracts.subscription import Payer
-from workflows.subscription import SubscriptionWorkflow
+from store.models import Client as ClientRow
+from store.models import Firm, Subscription
 from worker import build_worker, forward_core_logs
+from workflows.subscription import SubscriptionWorkflow
 
 STEP_TIME = timedelta(hours=12)  # steps happen at noon in Paris, after the night's renewals
 SETTLE_TIMEOUT = timedelta(seconds=120)  # real time allowed for due renewals to finish

@@ -117,7 +117,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-async def _run(settings: Settings, scenario: Scenario, collect: bool):  # type: ignore[no-untyped-def]
+async def _run(settings: Settings, scenario: Scenario, collect: bool) -> tuple[dict[str, Any], list[Any]]:
     from contextlib import ExitStack
 
     from embedded.postgres import EmbeddedPostgres

@@ -87,5 +87,6 @@ def next_number(session: Session, series: str, issued_on: date) -> tuple[int, da
         .values(last_number=InvoiceCounter.last_number + 1, last_issued_on=dated)
         .returning(InvoiceCounter.last_number, InvoiceCounter.last_issued_on)
     ).one()
+    assert day is not None  # set by this very statement
     return number, day
 

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 import hypothesis  # noqa: F401  imported now: its plugin imports it at session end otherwise, which
+
 # CPython 3.11.7 can fail to compile while Temporal's sandbox threads are still winding down
 import pytest
 from sqlalchemy import Engine

@@ -39,7 +39,7 @@ def differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     for key in sorted(got - want, key=str):
         problems.append(f"unexpected invoice {key}")
     numbers = [_trailing_number(inv.get("number")) for inv in invoices]
-    if None in numbers or any(b != a + 1 for a, b in zip(numbers, numbers[1:])):  # type: ignore[operator]
+    if None in numbers or any(b != a + 1 for a, b in zip(numbers, numbers[1:], strict=False)):  # type: ignore[operator]
         problems.append(f"invoice numbers do not rise by one: {[inv.get('number') for inv in invoices]}")
     want_s = Counter(map(_subscription_key, expected.get("subscriptions", [])))
     got_s = Counter(map(_subscription_key, actual.get("subscriptions", [])))

@@ -4,7 +4,6 @@ days after its first failure, at once on a new card, then `uncollectible`.
 A workflow of its own (one per invoice), started by the ending subscription and left to run
 when that one completes, so the client's line is free at once for a new subscription.
 """
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -37,7 +36,7 @@ class InvoiceDunningWorkflow:
             try:
                 await workflow.wait_condition(lambda: self._retry_now,
                                               timeout=max(due - workflow.now(), timedelta(0)))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._retry_now = False
             entry.attempts += 1

@@ -31,12 +31,33 @@ with workflow.unsafe.imports_passed_through():
     from billing.statuses import ChargeResult, InvoiceStatus
     from contracts import search_attributes as sa
     from contracts.activities import (
-        ChargeOutcome, ClosePeriod, IssuedInvoice, IssueInvoice, MarkUncollectible, Notice, OpenSubscription,
-        RaiseAlert, RecordState,
+        ChargeOutcome,
+        ClosePeriod,
+        IssuedInvoice,
+        IssueInvoice,
+        MarkUncollectible,
+        Notice,
+        OpenSubscription,
+        RaiseAlert,
+        RecordState,
     )
     from contracts.subscription import (
-        MAX_ALERTS, Alert, ChangePlan, ChangeResult, Dunning, DunningInput, Ended, EndReason, NewSubscription,
-        Payer, Scheduled, SubscriptionInput, SubscriptionOutcome, SubscriptionState, SwitchInterval, TakeOver,
+        MAX_ALERTS,
+        Alert,
+        ChangePlan,
+        ChangeResult,
+        Dunning,
+        DunningInput,
+        Ended,
+        EndReason,
+        NewSubscription,
+        Payer,
+        Scheduled,
+        SubscriptionInput,
+        SubscriptionOutcome,
+        SubscriptionState,
+        SwitchInterval,
+        TakeOver,
     )
     from workflows import calls
     from workflows.dunning import InvoiceDunningWorkflow, dunning_workflow_id
@@ -187,7 +208,7 @@ class SubscriptionWorkflow:
         timeout = None if wake is None else max(wake - workflow.now(), timedelta(0))
         try:
             await workflow.wait_condition(lambda: self._has_work() or self._next_due_at() != wake, timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def _has_work(self) -> bool:
@@ -418,7 +439,7 @@ class SubscriptionWorkflow:
     @workflow.update
     async def cancel_now(self) -> Ended:
         """R6: ends today; no refund; overage consumed so far on a final invoice."""
-        async with self._change() as s:
+        async with self._change():
             self.validate_cancel_now()
             today = self._today()
             overage = await self._close_period(today)

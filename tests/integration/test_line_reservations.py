@@ -56,13 +56,12 @@ def test_issue_7_item_10_a_bundle_and_a_payments_add_on_racing_for_one_client_on
 
         def race(kind: str, client: str = client, start: Barrier = start) -> tuple[str, list[str]]:
             subscription = f"sub-{client}-{kind}"
-            with session_factory() as session:
-                with session.begin():
-                    start.wait()
-                    held = reserve_lines(
-                        session, client_id=client, lines=contenders[kind], subscription_id=subscription)
-                    if held:
-                        session.rollback()
+            with session_factory() as session, session.begin():
+                start.wait()
+                held = reserve_lines(
+                    session, client_id=client, lines=contenders[kind], subscription_id=subscription)
+                if held:
+                    session.rollback()
             return subscription, held
 
         with ThreadPoolExecutor(max_workers=2) as pool:

@@ -87,7 +87,7 @@ def test_a_signed_event_is_checked_against_stripe_not_believed(
         settled.append(invoice.id)
 
     api = TestClient(create_app(session_factory, gateway, SECRET, on_settled))
-    early = api.post("/stripe/webhook", **dict(zip(("content", "headers"), signed(event(intent)))))
+    early = api.post("/stripe/webhook", **dict(zip(("content", "headers"), signed(event(intent)), strict=True)))
     assert early.status_code == 200 and early.json()["status"] == "pending"  # Stripe says not yet
     assert statuses(session_factory, invoice_id) == ("open", "pending")
 
@@ -104,7 +104,8 @@ def test_events_for_payments_that_are_not_ours_are_ignored(
 ) -> None:
     gateway, _, _ = pending_charge
     customer = gateway.create_customer(name="Someone else", payer_label="other")
-    foreign = gateway.create_intent(amount=100, customer_id=customer, payment_method=gateway.attach_card(customer, "4242424242424242"),
+    card = gateway.attach_card(customer, "4242424242424242")
+    foreign = gateway.create_intent(amount=100, customer_id=customer, payment_method=card,
                                     invoice_id=999, idempotency_key="x")
     api = TestClient(create_app(session_factory, gateway, SECRET))
     payload, headers = signed(event(foreign))

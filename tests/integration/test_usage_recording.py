@@ -1,6 +1,6 @@
 """R12, R13: usage is counted once per event, reports for one period are serialised, and what
 the store cannot hold is refused with a sentence before anything is written (issue 7)."""
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from threading import Thread
 
 import pytest
@@ -20,7 +20,7 @@ INT_MAX = 2**31 - 1  # a PostgreSQL integer
 def seed_subscription(factory: sessionmaker[Session], *, quota: int = 100, already_used: int = 0) -> date:
     """A client paying its own e-invoicing subscription (quota `quota`) whose period covers
     today, with `already_used` documents counted; returns the period's start."""
-    today = paris_date(datetime.now(timezone.utc))
+    today = paris_date(datetime.now(UTC))
     start, end = today - timedelta(days=15), today + timedelta(days=15)
     with factory.begin() as session:
         session.add(Firm(id="cab-1", name="Cabinet Dupont"))
@@ -43,7 +43,7 @@ def seed_subscription(factory: sessionmaker[Session], *, quota: int = 100, alrea
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def report(factory: sessionmaker[Session], event_id: str, documents: int) -> UsageRecorded:
@@ -83,13 +83,12 @@ def test_issue_7_item_11_two_concurrent_reports_crossing_80_percent_together_que
         except BaseException as error:  # re-raised in the test's thread
             outcome["error"] = error
 
-    with session_factory() as session_a:
-        with session_a.begin():
-            recorded_a = record_usage(session_a, event_id="evt-a", client_id="cli-1", occurred_at=now(), documents=5)
-            assert recorded_a.used == 75
-            b = Thread(target=report_b)
-            b.start()
-            b.join(timeout=2)  # lets B reach the period's lock (where it must wait for A)
+    with session_factory() as session_a, session_a.begin():
+        recorded_a = record_usage(session_a, event_id="evt-a", client_id="cli-1", occurred_at=now(), documents=5)
+        assert recorded_a.used == 75
+        b = Thread(target=report_b)
+        b.start()
+        b.join(timeout=2)  # lets B reach the period's lock (where it must wait for A)
         # A commits here
     b.join(timeout=60)
     assert not b.is_alive()
@@ -115,12 +114,11 @@ def test_issue_7_item_11_the_80_percent_alert_is_queued_once_per_recipient_whate
         except BaseException as error:
             errors.append(error)
 
-    with session_factory() as session_a:
-        with session_a.begin():
-            record_usage(session_a, event_id="evt-a", client_id="cli-1", occurred_at=now(), documents=5)
-            b = Thread(target=report_b)
-            b.start()
-            b.join(timeout=2)
+    with session_factory() as session_a, session_a.begin():
+        record_usage(session_a, event_id="evt-a", client_id="cli-1", occurred_at=now(), documents=5)
+        b = Thread(target=report_b)
+        b.start()
+        b.join(timeout=2)
     b.join(timeout=60)
     assert not b.is_alive() and not errors
     report(session_factory, "evt-c", 3)  # 84: past 80 already
@@ -150,10 +148,8 @@ def test_issue_7_item_15_record_usage_refuses_what_the_store_cannot_hold_and_wri
     event: dict[str, object] = dict(event_id="evt-bad", client_id="cli-1", occurred_at=now(), documents=1)
     event.update(change)
     before = usage_rows(session_factory)
-    with session_factory() as session:
-        with session.begin():
-            with pytest.raises(UsageRefused) as refused:
-                record_usage(session, **event)  # type: ignore[arg-type]
+    with session_factory() as session, session.begin(), pytest.raises(UsageRefused) as refused:
+        record_usage(session, **event)  # type: ignore[arg-type]
         # the caller caught the refusal and committed: the refusal itself wrote nothing
     message = str(refused.value)
     assert field in message
@@ -169,10 +165,8 @@ def test_issue_7_item_15_a_period_total_past_the_integer_limit_is_refused_and_wr
     start = seed_subscription(session_factory, quota=100)
     report(session_factory, "evt-huge", INT_MAX - 10)
 
-    with session_factory() as session:
-        with session.begin():
-            with pytest.raises(UsageRefused) as refused:
-                record_usage(session, event_id="evt-11", client_id="cli-1", occurred_at=now(), documents=11)
+    with session_factory() as session, session.begin(), pytest.raises(UsageRefused) as refused:
+        record_usage(session, event_id="evt-11", client_id="cli-1", occurred_at=now(), documents=11)
     assert "documents" in str(refused.value) and "total" in str(refused.value)
     assert usage_rows(session_factory) == 1
 

@@ -56,7 +56,8 @@ def test_a_plan_may_offer_one_interval_only() -> None:
     ("bad", "message"),
     [
         (plan(product="fax"), r"plan 'essentiel' \(#1\): product: "),
-        (plan(prices={"monthly": -1, "annual": 19000}), r"plan 'essentiel' \(#1\): prices\.monthly: .*greater than or equal to 0"),
+        (plan(prices={"monthly": -1, "annual": 19000}),
+         r"plan 'essentiel' \(#1\): prices\.monthly: .*greater than or equal to 0"),
         (plan(prices={"monthly": 19.5, "annual": 19000}), r"plan 'essentiel' \(#1\): prices\.monthly: "),
         (plan(quota={"monthly": 50}), r"plan 'essentiel' \(#1\): .*quota: missing interval annual"),
         (plan(prices={}, quota={}), r"plan 'essentiel' \(#1\): .*offers no interval"),

@@ -1,4 +1,4 @@
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -6,7 +6,13 @@ from hypothesis import strategies as st
 
 from billing.intervals import Interval
 from billing.periods import (
-    Period, add_months, boundary, next_period, nth_period, paris_date, paris_midnight,
+    Period,
+    add_months,
+    boundary,
+    next_period,
+    nth_period,
+    paris_date,
+    paris_midnight,
     period_containing,
 )
 
@@ -72,9 +78,9 @@ def test_day_before_anchor_is_refused() -> None:
 
 def test_paris_dates_and_midnight() -> None:
     # 23:30 UTC on 31 March 2025 is already 1 April in Paris (summer time, UTC+2).
-    assert paris_date(datetime(2025, 3, 31, 23, 30, tzinfo=timezone.utc)) == date(2025, 4, 1)
-    assert paris_midnight(date(2025, 4, 1)) == datetime(2025, 3, 31, 22, 0, tzinfo=timezone.utc)
-    assert paris_midnight(date(2025, 1, 1)) == datetime(2024, 12, 31, 23, 0, tzinfo=timezone.utc)
+    assert paris_date(datetime(2025, 3, 31, 23, 30, tzinfo=UTC)) == date(2025, 4, 1)
+    assert paris_midnight(date(2025, 4, 1)) == datetime(2025, 3, 31, 22, 0, tzinfo=UTC)
+    assert paris_midnight(date(2025, 1, 1)) == datetime(2024, 12, 31, 23, 0, tzinfo=UTC)
     with pytest.raises(ValueError):
         paris_date(datetime(2025, 1, 1))
 
@@ -85,7 +91,7 @@ def test_consecutive_periods_tile_time(anchor: date, interval: Interval, count: 
     for _ in range(count):
         periods.append(next_period(anchor, interval, periods[-1]))
     assert periods[0].start == anchor
-    for before, after in zip(periods, periods[1:]):
+    for before, after in zip(periods, periods[1:], strict=False):
         assert before.end == after.start  # no gap, no overlap
     assert sum(p.days for p in periods) == (periods[-1].end - anchor).days
 

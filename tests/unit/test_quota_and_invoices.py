@@ -52,7 +52,8 @@ def test_consumption(quota: int, used: int, left: int, over: int) -> None:
         (3, 2, 3, [80, 100]),  # 2/3 = 66 % -> 3/3 = 100 %
     ],
 )
-def test_quota_alerts_fire_once_when_crossing_80_and_100_percent(quota: int, before: int, after: int, crossed: list[int]) -> None:
+def test_quota_alerts_fire_once_when_crossing_80_and_100_percent(
+        quota: int, before: int, after: int, crossed: list[int]) -> None:
     assert thresholds_reached(quota, before, after) == crossed
 
 

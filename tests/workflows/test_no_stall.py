@@ -4,7 +4,8 @@ Real time-skipping Temporal server, PostgreSQL and localstripe; the workflow his
 read back to show that no workflow task failed."""
 import asyncio
 import time
-from datetime import date, datetime, time as clock, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as clock
 
 import pytest
 from sqlalchemy import select, text
@@ -13,14 +14,19 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowHandle, Workfl
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
+from activities.records import RecordActivities
 from billing.catalog import parse_catalog
 from billing.intervals import Interval, Line
 from billing.periods import PARIS, first_period, paris_date
-from contracts.subscription import (
-    ChangePlan, Payer, SubscriptionInput, SubscriptionState, SwitchInterval, TakeOver,
-)
-from activities.records import RecordActivities
 from contracts.activities import OpenSubscription
+from contracts.subscription import (
+    ChangePlan,
+    Payer,
+    SubscriptionInput,
+    SubscriptionState,
+    SwitchInterval,
+    TakeOver,
+)
 from starter.scenario import ScenarioClient, ScenarioFirm
 from starter.simulate import Simulation, SimulationParts, simulation
 from store.models import Invoice, OperatorAlert, PaymentAttempt, PaymentCustomer
@@ -217,7 +223,8 @@ def test_r17_with_stripe_cut_off_changes_answer_and_charges_complete_once_stripe
         with sim.sessions() as session:
             invoices = session.scalars(select(Invoice).order_by(Invoice.id)).all()
             assert [i.status for i in invoices] == ["paid", "paid"]
-            attempts = session.scalars(select(PaymentAttempt.status).where(PaymentAttempt.invoice_id == invoices[1].id)).all()
+            attempts = session.scalars(
+                select(PaymentAttempt.status).where(PaymentAttempt.invoice_id == invoices[1].id)).all()
             assert list(attempts) == ["succeeded"]
             customer = session.get_one(PaymentCustomer, ("firm", "cab-1")).stripe_customer_id
         assert intents_of(customer, parts)[str(invoices[1].id)].count("succeeded") == 1
