@@ -16,18 +16,20 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing.catalog import parse_catalog
-from settings import PROJECT_ROOT
 from adapters.stripe_gateway import StripeGateway
+from billing.catalog import parse_catalog
+from billing.intervals import Line
+from billing.invoices import InvoiceLine, LineKind, draft
+from contracts.subscription import Payer
+from settings import PROJECT_ROOT
 from starter.scenario import ScenarioClient, ScenarioFirm
 from starter.service import SubscriptionService, workflow_id
-from billing.intervals import Line
 from starter.simulate import Simulation, SimulationParts, simulation
 from store.db import make_engine, make_session_factory
-from store.models import Client, Firm, Invoice, PaymentAttempt, PaymentCustomer
-from contracts.subscription import Payer
-from worker import connect
+from store.invoices import draft_invoice, finalize_invoice
+from store.models import Client, Firm, Invoice, PaymentAttempt, PaymentAttemptInvoice, PaymentCustomer
 from tests.tcp_proxy import TcpProxy
+from worker import connect
 
 CATALOG = parse_catalog([
     {"code": "essentiel", "product": "einvoicing", "name": "Essentiel",
@@ -75,12 +77,27 @@ def spawn_worker(database_url: str, temporal_address: str, parts: SimulationPart
                             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def waiting_invoice(sessions: sessionmaker[Session], client_id: str) -> int:
+    """R16: an earlier final overage of one document (0.25 € + VAT = 0.30 €), below the minimum
+    charge: open, waiting for the firm's next charge."""
+    with sessions.begin() as session:
+        line = InvoiceLine(LineKind.OVERAGE, "essentiel", date(2025, 8, 1), date(2025, 9, 1), 1, 25)
+        invoice = draft_invoice(session, idempotency_key="earlier-final-overage", client_id=client_id,
+                                payer_kind="firm", payer_id="cab-1", issued_on=date(2025, 9, 1), content=draft(line))
+        invoice = finalize_invoice(session, invoice.id)
+        invoice.waiting_since = date(2025, 9, 1)
+        return invoice.id
+
+
+@pytest.mark.parametrize("combined", [False, True], ids=["alone", "combined"])
 @pytest.mark.parametrize("crash_at", ["before_create", "after_create", "after_store", "after_confirm"])
 def test_worker_killed_at_each_step_of_a_charge_charges_exactly_once(
-    crash_at: str, simulation_parts: SimulationParts, dev_server: object, database_url: str, tmp_path: Path
+    crash_at: str, combined: bool, simulation_parts: SimulationParts, dev_server: object, database_url: str,
+    tmp_path: Path,
 ) -> None:
     """On the real dev server (real time): a dead worker's charge is retried once its heartbeat
-    times out (15 s), by the restarted worker."""
+    times out (15 s), by the restarted worker. `combined` (issue 7 item 6, R16): the charge also
+    collects the firm's waiting 0.30 € invoice, in the same PaymentIntent, exactly once."""
     address = dev_server.address  # type: ignore[attr-defined]
     client_id = f"cli-{uuid.uuid4().hex[:8]}"  # workflow ids are per client: one per test
 
@@ -94,6 +111,7 @@ def test_worker_killed_at_each_step_of_a_charge_charges_exactly_once(
             session.add(Firm(id="cab-1", name="Cabinet Dupont"))
             session.flush()
             session.add(Client(id=client_id, name="Boulangerie Martin", firm_id="cab-1"))
+        waiting = waiting_invoice(sessions, client_id) if combined else None
         await service.register_card(payer=Payer(kind="firm", id="cab-1"), card="4242424242424242")
         marker = tmp_path / "killed"
         first = spawn_worker(database_url, address, simulation_parts, queue, crash_at, marker)
@@ -104,7 +122,7 @@ def test_worker_killed_at_each_step_of_a_charge_charges_exactly_once(
             await wait_until(lambda: first.poll() is not None)
             assert first.returncode == -9 and marker.read_text() == crash_at  # it died where we said
             second = spawn_worker(database_url, address, simulation_parts, queue, "none", marker)
-            await wait_until(lambda: invoice_statuses(sessions) == ["paid"])
+            await wait_until(lambda: invoice_statuses(sessions) == ["paid"] * (2 if combined else 1))
             state = await asyncio.wait_for(subscribing, timeout=120)  # the caller gets its answer too
         finally:
             subscribing.cancel()
@@ -118,14 +136,23 @@ def test_worker_killed_at_each_step_of_a_charge_charges_exactly_once(
                     process.wait()
         assert state.status.value == "active"
         with sessions() as session:
-            (invoice_id,) = session.scalars(select(Invoice.id)).all()
-            attempts = session.scalars(select(PaymentAttempt.status).where(PaymentAttempt.invoice_id == invoice_id)).all()
-            assert list(attempts) == ["succeeded"]
+            (invoice_id,) = session.scalars(select(Invoice.id).where(Invoice.id != waiting)).all()
+            attempts = session.scalars(select(PaymentAttempt).where(PaymentAttempt.invoice_id == invoice_id)).all()
+            assert [a.status for a in attempts] == ["succeeded"]
+            collected = session.scalars(select(PaymentAttemptInvoice.invoice_id)
+                                        .where(PaymentAttemptInvoice.attempt_id == attempts[0].id)).all()
+            assert sorted(collected) == sorted([invoice_id] + ([waiting] if waiting else []))
+            amount = sum(session.get_one(Invoice, i).total for i in collected)
+            assert attempts[0].amount == amount == (2280 + 30 if combined else 2280)
             customer = session.get_one(PaymentCustomer, ("firm", "cab-1")).stripe_customer_id
-        statuses = intents_of(customer, simulation_parts)[str(invoice_id)]
-        print(f"killed {crash_at}: payment intents of the invoice {statuses}")  # shown with -rP
+        ours = [(v, inv) for v, owner, inv in StripeGateway(
+            simulation_parts.stripe_api_key, simulation_parts.stripe_api_base).list_intents() if owner == customer]
+        statuses = [v.status for v, inv in ours if inv == invoice_id]
+        print(f"killed {crash_at}{' (combined)' if combined else ''}: intents of the charge {statuses}")  # -rP
         assert statuses.count("succeeded") == 1, statuses  # one charge; at most an unconfirmed orphan
         assert set(statuses) <= {"succeeded", "requires_confirmation", "canceled"}
+        assert [v.amount for v, inv in ours if inv == invoice_id and v.status == "succeeded"] == [amount]
+        assert [inv for _, inv in ours if inv != invoice_id] == []  # the waiting invoice was never charged alone
     asyncio.run(main())
 
 
