@@ -3,8 +3,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedded.processes import free_port, port_is_free, start_process, stop_process, venv_binary, wait_for_port
 from contracts.search_attributes import ALL as SEARCH_ATTRIBUTES
+from embedded.processes import free_port, port_is_free, start_process, stop_process, venv_binary, wait_for_port
 
 DEFAULT_UI_PORT = 8233
 

@@ -11,11 +11,11 @@ from billing.catalog import parse_catalog
 from billing.intervals import Line
 from billing.periods import PARIS
 from billing.rules import Refused
+from contracts import search_attributes as sa
 from starter.scenario import ScenarioClient, ScenarioFirm, shift
 from starter.service import workflow_id
 from starter.simulate import Simulation, SimulationParts, simulation
 from store.models import Notification
-from contracts import search_attributes as sa
 
 CATALOG = parse_catalog([
     {"code": "essentiel", "product": "einvoicing", "name": "Essentiel",
