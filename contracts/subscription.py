@@ -187,6 +187,9 @@ class DunningInput(BaseModel):
     dunning: Dunning
     retry_days: list[int] = DEFAULT_RETRY_DAYS
     retry_now: bool = False
+    # A charge Stripe refused as a request (R11's last paragraph): no scheduled retries, it
+    # waits for the payer's next card; declined then, it is dunned from that day.
+    on_hold: bool = False
 
 
 class DunningOutcome(BaseModel):

@@ -43,7 +43,10 @@ def apply_intent(session: Session, attempt: PaymentAttempt, status: str,
     attempt.failure_code = failure_code or status
     attempt.failure_message = failure_message or (
         "the bank asks for authentication (3-D Secure)" if status == "requires_action" else "declined")
-    _release(invoices, attempt)  # the waiting ones it took along wait for the next charge (R16)
+    if status != "requires_action":
+        _release(invoices, attempt)  # the waiting ones it took along wait for the next charge (R16)
+    # An intent waiting for 3-D Secure may still be paid: the invoices it took along stay with
+    # it (no other charge takes them) until it succeeds or the next attempt cancels it.
     session.flush()
     return "declined"
 

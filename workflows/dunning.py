@@ -32,6 +32,9 @@ class InvoiceDunningWorkflow:
     @workflow.run
     async def run(self, input: DunningInput) -> DunningOutcome:
         entry = input.dunning
+        if input.on_hold:  # Stripe refused the request: only a new card can cure it
+            await workflow.wait_condition(lambda: self._retry_now)
+            entry.first_failed_at, entry.scheduled_done = workflow.now(), 0
         while (due := entry.next_retry_at(input.retry_days)) is not None:
             try:
                 await workflow.wait_condition(lambda: self._retry_now,

@@ -168,11 +168,12 @@ class SubscriptionWorkflow:
         """Ended and quiet. Invoices still unpaid keep their retries (R11) in a workflow of
         their own; a take-over continues here as the new payer's subscription (R10)."""
         s = self.state
-        for entry in s.dunning:
+        for entry in [*s.dunning, *s.on_hold]:
             await workflow.start_child_workflow(
                 InvoiceDunningWorkflow.run,
                 DunningInput(subscription_id=s.subscription_id, client_id=s.client_id, firm_id=s.firm_id,
-                             payer=s.payer, dunning=entry, retry_days=s.retry_days, retry_now=s.retry_now),
+                             payer=s.payer, dunning=entry, retry_days=s.retry_days, retry_now=s.retry_now,
+                             on_hold=entry in s.on_hold),
                 id=dunning_workflow_id(entry.invoice_id), parent_close_policy=ParentClosePolicy.ABANDON,
             )
         if self._successor is not None:

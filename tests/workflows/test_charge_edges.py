@@ -19,7 +19,13 @@ from starter.scenario import ScenarioClient, ScenarioFirm, shift
 from starter.service import workflow_id
 from starter.simulate import Simulation, SimulationParts, simulation
 from store.models import (
-    Invoice, Notification, OperatorAlert, PaymentAttempt, PaymentAttemptInvoice, PaymentCustomer, Subscription,
+    Invoice,
+    Notification,
+    OperatorAlert,
+    PaymentAttempt,
+    PaymentAttemptInvoice,
+    PaymentCustomer,
+    Subscription,
 )
 from workflows.subscription import SubscriptionWorkflow
 
@@ -343,6 +349,42 @@ def test_item9_3ds_authenticated_before_attempt_2_pays_the_invoice_with_no_new_i
         state = await sim.service.state(client_id="cli-1")
         assert (state.status.value, state.dunning) == ("active", [])
     run(simulation_parts, body, firm_card=THREE_D_SECURE_CARD)
+
+
+def test_item9_r16_an_invoice_taken_along_by_an_attempt_waiting_for_3ds_is_never_collected_twice(
+    simulation_parts: SimulationParts,
+) -> None:
+    """Issue 7 items 6 and 9 (R16 with R4, "never charges twice"): the firm's small invoice (30)
+    waits; its next charge (cli-2's fee) takes it along and waits for 3-D Secure; a third charge
+    (cli-3's fee) must not take it along too. Once the payer has authenticated every intent it
+    was asked to, the money collected is exactly what was invoiced."""
+    async def body(sim: Simulation) -> None:
+        await sim.service.subscribe(client_id="cli-1", plan_code="mini", interval="monthly", payer_kind="firm")
+        await quiet(sim, "cli-1")
+        await use(sim, "cli-1", 11, "e1")
+        await sim.advance_to(date(2025, 9, 10))
+        await asyncio.wait_for(sim.service.cancel_now(client_id="cli-1"), DEADLINE)
+        await finished(sim, "cli-1")
+        small = invoices(sim)[-1]
+        assert (small.total, small.status) == (SMALL_FINAL_TOTAL, "open") and small.waiting_since is not None
+
+        await sim.service.register_card(payer=FIRM, card=THREE_D_SECURE_CARD)
+        for client in ("cli-2", "cli-3"):
+            await asyncio.wait_for(sim.service.subscribe(
+                client_id=client, plan_code="essentiel", interval="monthly", payer_kind="firm"), DEADLINE)
+            await quiet(sim, client)
+        customer = stripe_customer(sim, "firm", "cab-1")
+        for intent in intents_of(customer, simulation_parts):
+            if intent.status == "requires_action":  # the payer authenticates every prompt it gets
+                done = await authenticate(simulation_parts, intent.id)
+                assert done.status_code == 200, done.text
+        await sim.advance_to(date(2025, 9, 14))  # the retries, 3 days on, find the intents succeeded
+        await wait_until(lambda: all(i.status == "paid" for i in invoices(sim)))
+        for client in ("cli-2", "cli-3"):
+            await quiet(sim, client)
+        charged = sum(i.amount for i in intents_of(customer, simulation_parts) if i.status == "succeeded")
+        assert charged == sum(i.total for i in invoices(sim)), "an invoice was collected twice"
+    run(simulation_parts, body, firm_card=GOOD_CARD, clients=3)
 
 
 # --- C. Item 3: an error no retry cures (R11, last paragraph) --------------------------------------
