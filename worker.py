@@ -12,6 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Worker
 
+from activities.dunning import DunningActivities
 from activities.payments import DEFAULT_MINIMUM_CHARGE, PaymentActivities
 from activities.records import RecordActivities
 from adapters.stripe_gateway import StripeGateway
@@ -41,12 +42,14 @@ def build_worker(client: Client, task_queue: str, sessions: sessionmaker[Session
                  minimum_charge: int = DEFAULT_MINIMUM_CHARGE) -> Worker:
     records = RecordActivities(sessions)
     payments = PaymentActivities(sessions, gateway, minimum_charge)
+    dunning = DunningActivities(client, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[SubscriptionWorkflow, InvoiceDunningWorkflow],
         activities=[records.open_subscription, records.record_state, records.close_period, records.issue_invoice,
-                    records.mark_uncollectible, records.raise_alert, payments.charge_invoice],
+                    records.mark_uncollectible, records.raise_alert, payments.charge_invoice,
+                    dunning.start_dunning],
         # Activities are synchronous (SQLAlchemy, Stripe SDK): they run on these threads.
         activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,

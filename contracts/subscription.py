@@ -177,6 +177,14 @@ class Ended(BaseModel):
     invoice_number: str | None = None
 
 
+DUNNING_WORKFLOW = "InvoiceDunningWorkflow"
+
+
+def dunning_workflow_id(invoice_id: int) -> str:
+    """The workflow that keeps an invoice's retries after its subscription ended (R11)."""
+    return f"invoice-dunning:{invoice_id}"
+
+
 class DunningInput(BaseModel):
     """An invoice still unpaid when its subscription ended: it keeps its retries (R11)."""
 

@@ -36,13 +36,14 @@ from contracts.subscription import (
     SubscriptionState,
     SwitchInterval,
     TakeOver,
+    dunning_workflow_id,
 )
 from store.models import Client as ClientRow
 from store.models import Firm, PaymentCustomer, Subscription
 from store.models import Invoice as InvoiceRow
 from store.subscriptions import live_subscriptions
 from store.usage import UsageRecorded, UsageRefused, period_total, record_usage
-from workflows.dunning import InvoiceDunningWorkflow, dunning_workflow_id
+from workflows.dunning import InvoiceDunningWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
 # R17: a change answers in seconds (charges run after the answer). A caller never waits longer
@@ -221,8 +222,10 @@ class SubscriptionService:
         those of live subscriptions (declined, or whose charge is in flight right now) and
         those that keep their retries after their subscription ended."""
         await asyncio.to_thread(self._register_card, payer, card)
-        lines, ended_invoices = await asyncio.to_thread(self._open_invoices_of, payer)
-        for client_id, line in lines:
+        lines, ended_invoices, ended_lines = await asyncio.to_thread(self._open_invoices_of, payer)
+        # An ended run may still be finishing (a final charge in flight): it hands the card
+        # update on to the dunning workflows it starts, so it hears of it too.
+        for client_id, line in [*lines, *ended_lines]:
             handle = self.temporal.get_workflow_handle(workflow_id(client_id, Line(line)))
             with suppress(RPCError):  # ended meanwhile: its invoices went to a dunning workflow
                 await handle.signal(SubscriptionWorkflow.payment_method_updated)
@@ -243,8 +246,9 @@ class SubscriptionService:
                 await self.temporal.get_workflow_handle(workflow_id(found[0], Line(found[1]))).signal(
                     SubscriptionWorkflow.payment_settled)
 
-    def _open_invoices_of(self, payer: Payer) -> tuple[list[tuple[str, str]], list[int]]:
-        """The live lines with an open invoice of `payer`, and its open invoices of ended ones."""
+    def _open_invoices_of(self, payer: Payer) -> tuple[list[tuple[str, str]], list[int], list[tuple[str, str]]]:
+        """The live lines with an open invoice of `payer`; its open invoices of ended
+        subscriptions, and their lines."""
         with self.sessions() as session:
             rows = session.execute(
                 select(InvoiceRow.id, Subscription.client_id, Subscription.line, Subscription.status)
@@ -253,7 +257,8 @@ class SubscriptionService:
                        InvoiceRow.status == InvoiceStatus.OPEN)
             ).all()
         lines = sorted({(c, l) for _, c, l, status in rows if status != SubscriptionStatus.ENDED})
-        return lines, [i for i, _, _, status in rows if status == SubscriptionStatus.ENDED]
+        ended = [(i, c, l) for i, c, l, status in rows if status == SubscriptionStatus.ENDED]
+        return lines, [i for i, _, _ in ended], sorted({(c, l) for _, c, l in ended} - set(lines))
 
     async def _answer(self, call: Awaitable[T]) -> T:
         try:

@@ -1,8 +1,9 @@
 """An invoice still unpaid when its subscription ended keeps its retries (R11): 3, 6 and 9
 days after its first failure, at once on a new card, then `uncollectible`.
 
-A workflow of its own (one per invoice), started by the ending subscription and left to run
-when that one completes, so the client's line is free at once for a new subscription.
+A workflow of its own (one per invoice), started by the ending subscription through an
+activity (not as a child: nothing ties its life to the subscription's), so the client's line
+is free at once for a new subscription.
 """
 from datetime import timedelta
 
@@ -14,15 +15,11 @@ with workflow.unsafe.imports_passed_through():
     from billing.periods import paris_date
     from billing.statuses import ChargeResult
     from contracts.activities import MarkUncollectible, RaiseAlert
-    from contracts.subscription import DunningInput, DunningOutcome
+    from contracts.subscription import DUNNING_WORKFLOW, DunningInput, DunningOutcome, dunning_workflow_id
     from workflows import calls
 
 
-def dunning_workflow_id(invoice_id: int) -> str:
-    return f"invoice-dunning:{invoice_id}"
-
-
-@workflow.defn
+@workflow.defn(name=DUNNING_WORKFLOW)
 class InvoiceDunningWorkflow:
     @workflow.init
     def __init__(self, input: DunningInput) -> None:

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.dunning import DunningActivities
     from activities.records import RecordActivities
     from billing.invoices import InvoiceLine, overage_line, proration_line, subscription_line
     from billing.money import format_eur
@@ -60,7 +60,6 @@ with workflow.unsafe.imports_passed_through():
         TakeOver,
     )
     from workflows import calls
-    from workflows.dunning import InvoiceDunningWorkflow, dunning_workflow_id
 
 T = TypeVar("T")
 
@@ -169,13 +168,10 @@ class SubscriptionWorkflow:
         their own; a take-over continues here as the new payer's subscription (R10)."""
         s = self.state
         for entry in [*s.dunning, *s.on_hold]:
-            await workflow.start_child_workflow(
-                InvoiceDunningWorkflow.run,
-                DunningInput(subscription_id=s.subscription_id, client_id=s.client_id, firm_id=s.firm_id,
-                             payer=s.payer, dunning=entry, retry_days=s.retry_days, retry_now=s.retry_now,
-                             on_hold=entry in s.on_hold),
-                id=dunning_workflow_id(entry.invoice_id), parent_close_policy=ParentClosePolicy.ABANDON,
-            )
+            await workflow.execute_activity_method(DunningActivities.start_dunning, DunningInput(
+                subscription_id=s.subscription_id, client_id=s.client_id, firm_id=s.firm_id, payer=s.payer,
+                dunning=entry, retry_days=s.retry_days, retry_now=s.retry_now, on_hold=entry in s.on_hold),
+                start_to_close_timeout=calls.ACTIVITY_TIMEOUT, retry_policy=calls.ACTIVITY_RETRY)
         if self._successor is not None:
             workflow.continue_as_new(SubscriptionInput(new=self._successor))
         assert s.ended_on is not None and s.ended_reason is not None
