@@ -43,12 +43,15 @@ class Firm(Base):
 
 class Client(Base):
     __tablename__ = "clients"
+    # The firm's own reference for its client, unique within the firm (R15: never across).
+    __table_args__ = (UniqueConstraint("firm_id", "external_id", name="external_id_once_per_firm"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
     # Each client is managed by exactly one firm (R2, R15).
     firm_id: Mapped[str] = mapped_column(ForeignKey("firms.id"), index=True)
+    external_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -69,6 +72,9 @@ class ApiKey(Base):
 class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
+        # R14: a firm's overview lists the live subscriptions it pays for, in one indexed query.
+        Index("live_by_payer", "payer_kind", "payer_id", "client_id",
+              postgresql_where=text("status <> 'ended'")),
         CheckConstraint(check_in("payer_kind", PayerKind), name="payer_kind_known"),
         CheckConstraint(check_in("status", SubscriptionStatus), name="status_known"),
         CheckConstraint(check_in("interval", Interval), name="interval_known"),
@@ -102,6 +108,20 @@ class Subscription(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a POST/PUT carrying an `Idempotency-Key`: the same key with the same
+    body replays it; with another body, it is refused. Keys are per caller."""
+
+    __tablename__ = "idempotency_records"
+
+    caller: Mapped[str] = mapped_column(String(80), primary_key=True)  # "firm:<id>" or "operator"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[Any] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class LineReservation(Base):
