@@ -47,8 +47,8 @@ def build_worker(client: Client, task_queue: str, sessions: sessionmaker[Session
         client,
         task_queue=task_queue,
         workflows=[SubscriptionWorkflow, InvoiceDunningWorkflow],
-        activities=[records.open_subscription, records.record_state, records.close_period, records.issue_invoice,
-                    records.mark_uncollectible, records.raise_alert, payments.charge_invoice,
+        activities=[records.open_subscription, records.record_state, records.free_lines, records.close_period,
+                    records.issue_invoice, records.mark_uncollectible, records.raise_alert, payments.charge_invoice,
                     dunning.start_dunning],
         # Activities are synchronous (SQLAlchemy, Stripe SDK): they run on these threads.
         activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS),

@@ -10,7 +10,9 @@ R16: a charge takes along the payer's invoices that wait below the minimum (one 
 all paid together); an invoice whose charge, waiting ones included, stays below the minimum
 is not charged: it waits, open, for the payer's next charge.
 """
-from sqlalchemy import select, update
+from collections.abc import Sequence
+
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
@@ -45,6 +47,7 @@ class PaymentActivities:
 
     def _charge(self, request: ChargeInvoice, key: str) -> ChargeOutcome:
         if not self._attempt_exists(key):
+            self._release_abandoned_authentications(request.invoice_id)
             earlier = self._settle_earlier_authentications(request.invoice_id)
             if earlier is not None:
                 return earlier
@@ -121,6 +124,39 @@ class PaymentActivities:
         session.flush()
         return attempt
 
+    def _release_abandoned_authentications(self, invoice_id: int) -> None:
+        """R16 with 3-D Secure: the payer's waiting invoices held by an attempt that waits for
+        authentication, whose own invoice will never be tried again (written off, or paid
+        another way), are freed for this charge: that intent is cancelled first (or, if the
+        payer authenticated it meanwhile, recorded as the payment it is)."""
+        with self._sessions() as session:
+            invoice = session.get_one(Invoice, invoice_id)
+            abandoned = session.execute(
+                select(PaymentAttempt.id, PaymentAttempt.stripe_payment_intent_id)
+                .join(Invoice, Invoice.id == PaymentAttempt.invoice_id)
+                .where(PaymentAttempt.status == AttemptStatus.REQUIRES_ACTION,
+                       Invoice.status != InvoiceStatus.OPEN,
+                       PaymentAttempt.id.in_(select(Invoice.collecting_attempt_id).where(
+                           Invoice.payer_kind == invoice.payer_kind, Invoice.payer_id == invoice.payer_id,
+                           Invoice.status == InvoiceStatus.OPEN, Invoice.waiting_since.is_not(None))))
+            ).all()
+        self._cancel_or_record(abandoned)
+
+    def _cancel_or_record(self, attempts: Sequence[Row[int, str | None]]) -> bool:
+        """Cancel each attempt's intent that waits for 3-D Secure; True if one had succeeded."""
+        paid = False
+        for attempt_id, intent_id in attempts:
+            view = self._gateway.cancel_intent(intent_id) if intent_id else None
+            with self._sessions.begin() as session:
+                attempt = session.get_one(PaymentAttempt, attempt_id, with_for_update=True)
+                if view is not None and view.status == "succeeded":
+                    apply_intent(session, attempt, "succeeded")
+                    paid = True
+                else:
+                    end_attempt(session, attempt, AttemptStatus.CANCELED, "superseded",
+                                "cancelled before a new attempt: the payer never authenticated it")
+        return paid
+
     def _settle_earlier_authentications(self, invoice_id: int) -> ChargeOutcome | None:
         """Before a new attempt: an earlier one still waiting for 3-D Secure is cancelled, so
         the payer authenticating it later cannot charge the invoice a second time; one the
@@ -132,18 +168,7 @@ class PaymentActivities:
                 .where(PaymentAttemptInvoice.invoice_id == invoice_id,
                        PaymentAttempt.status == AttemptStatus.REQUIRES_ACTION)
             ).all()
-        paid = False
-        for attempt_id, intent_id in waiting:
-            view = self._gateway.cancel_intent(intent_id) if intent_id else None
-            with self._sessions.begin() as session:
-                attempt = session.get_one(PaymentAttempt, attempt_id, with_for_update=True)
-                if view is not None and view.status == "succeeded":
-                    apply_intent(session, attempt, "succeeded")
-                    paid = True
-                else:
-                    end_attempt(session, attempt, AttemptStatus.CANCELED, "superseded",
-                                "cancelled before a new attempt: the payer never authenticated it")
-        return ChargeOutcome(status=ChargeResult.PAID) if paid else None
+        return ChargeOutcome(status=ChargeResult.PAID) if self._cancel_or_record(waiting) else None
 
     def _attempt_exists(self, key: str) -> bool:
         with self._sessions() as session:

@@ -8,6 +8,7 @@ from billing.invoices import draft
 from billing.statuses import InvoiceStatus
 from contracts.activities import (
     ClosePeriod,
+    FreeLines,
     IssuedInvoice,
     IssueInvoice,
     MarkUncollectible,
@@ -48,16 +49,19 @@ class RecordActivities:
     @activity.defn
     @unrecoverable_errors_classified
     def record_state(self, request: RecordState) -> None:
-        """Write the subscription's state to the read model and open its current period; an
-        ended subscription frees its lines, or passes them to the one that takes it over."""
-        s = request.state
+        """Write the subscription's state to the read model and open its current period."""
         with self._sessions.begin() as session:
-            _record(session, s, request.notices)
-            if s.ended_on is not None:
-                if request.successor_id is not None:
-                    pass_lines(session, s.subscription_id, request.successor_id)
-                else:
-                    release_lines(session, s.subscription_id)
+            _record(session, request.state, request.notices)
+
+    @activity.defn
+    @unrecoverable_errors_classified
+    def free_lines(self, request: FreeLines) -> None:
+        """R2/R10: the ended subscription's lines, freed or passed to its successor."""
+        with self._sessions.begin() as session:
+            if request.successor_id is not None:
+                pass_lines(session, request.subscription_id, request.successor_id)
+            else:
+                release_lines(session, request.subscription_id)
 
     @activity.defn
     @unrecoverable_errors_classified

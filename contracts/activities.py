@@ -19,8 +19,13 @@ class Notice(BaseModel):
 class RecordState(BaseModel):
     state: SubscriptionState
     notices: list[Notice] = []
-    # R10: on a take-over, the subscription that continues this one on the same lines: the
-    # lines' reservation passes to it in the same transaction (no moment where they are free).
+
+
+class FreeLines(BaseModel):
+    """An ended subscription frees its lines (R2), or passes them to the one that takes it
+    over (R10), in one transaction: there is no moment where they are free."""
+
+    subscription_id: str
     successor_id: str | None = None
 
 

@@ -126,6 +126,9 @@ class NewSubscription(BaseModel):
     interval: Interval
     payer: Payer
     retry_days: list[int] = DEFAULT_RETRY_DAYS
+    # R10: a take-over starts on the old period's end, even if the run that opens it starts
+    # later (it waits for the old payer's last charge to settle). None: the workflow's today.
+    starts_on: date | None = None
 
 
 class SubscriptionInput(BaseModel):
@@ -202,4 +205,4 @@ class DunningInput(BaseModel):
 
 class DunningOutcome(BaseModel):
     invoice_id: int
-    status: Literal["paid", "uncollectible", "on_hold"]  # on_hold: Stripe refused the request
+    status: Literal["paid", "waiting", "uncollectible"]  # waiting: below the minimum (R16)

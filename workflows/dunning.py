@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from billing.periods import paris_date
     from billing.statuses import ChargeResult
     from contracts.activities import MarkUncollectible, RaiseAlert
-    from contracts.subscription import DUNNING_WORKFLOW, DunningInput, DunningOutcome, dunning_workflow_id
+    from contracts.subscription import DUNNING_WORKFLOW, Dunning, DunningInput, DunningOutcome, dunning_workflow_id
     from workflows import calls
 
 
@@ -30,8 +30,7 @@ class InvoiceDunningWorkflow:
     async def run(self, input: DunningInput) -> DunningOutcome:
         entry = input.dunning
         if input.on_hold:  # Stripe refused the request: only a new card can cure it
-            await workflow.wait_condition(lambda: self._retry_now)
-            entry.first_failed_at, entry.scheduled_done = workflow.now(), 0
+            await self._hold(entry)
         while (due := entry.next_retry_at(input.retry_days)) is not None:
             try:
                 await workflow.wait_condition(lambda: self._retry_now,
@@ -50,15 +49,25 @@ class InvoiceDunningWorkflow:
                 await calls.alert(RaiseAlert(dedupe_key=f"{dunning_workflow_id(entry.invoice_id)}:{entry.attempts}",
                                              subscription_id=input.subscription_id, invoice_id=entry.invoice_id,
                                              step="charge", error=str(exc.cause)))
-                return DunningOutcome(invoice_id=entry.invoice_id, status="on_hold")
-            if outcome.status in (ChargeResult.PAID, ChargeResult.WAITING):
+                await self._hold(entry)
+                continue
+            if outcome.status is ChargeResult.PAID:
                 return DunningOutcome(invoice_id=entry.invoice_id, status="paid")
+            if outcome.status is ChargeResult.WAITING:
+                return DunningOutcome(invoice_id=entry.invoice_id, status="waiting")
             if outcome.status is ChargeResult.ERROR:  # the charge activity alerted the operator
-                return DunningOutcome(invoice_id=entry.invoice_id, status="on_hold")
+                await self._hold(entry)
+                continue
             if self._card_version != card_version:
                 self._retry_now = True
         await calls.call(RecordActivities.mark_uncollectible, MarkUncollectible(invoice_ids=[entry.invoice_id]))
         return DunningOutcome(invoice_id=entry.invoice_id, status="uncollectible")
+
+    async def _hold(self, entry: Dunning) -> None:
+        """Stripe refused the request itself (R11's last paragraph): no scheduled retry cures
+        it; wait for the payer's next card (one given meanwhile counts), then dun again from that day."""
+        await workflow.wait_condition(lambda: self._retry_now)
+        entry.first_failed_at, entry.scheduled_done = workflow.now(), 0
 
     @workflow.signal
     def payment_method_updated(self) -> None:

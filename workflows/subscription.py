@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.activities import (
         ChargeOutcome,
         ClosePeriod,
+        FreeLines,
         IssuedInvoice,
         IssueInvoice,
         MarkUncollectible,
@@ -77,6 +78,7 @@ class SubscriptionWorkflow:
         self._renewed = False  # a renewal happened in this run: continue as new once quiet
         self._refusal: str | None = None  # the subscription could not open (R2)
         self._successor: NewSubscription | None = None  # R10: who takes over at the end
+        self._task_failure: Exception | None = None  # raised by `run`: a background task's bug
         if input.state is not None:
             self.state = input.state
             self._ready = True
@@ -98,6 +100,8 @@ class SubscriptionWorkflow:
                 return SubscriptionOutcome(subscription_id=self.state.subscription_id, refused=self._refusal)
         while True:
             await self._wait_for_work()
+            if self._task_failure is not None:
+                raise self._task_failure
             async with self._lock:
                 await self._catch_up()
             if not self._quiet():
@@ -109,9 +113,14 @@ class SubscriptionWorkflow:
 
     async def _open(self) -> None:
         s = self.state
-        refusal = await self._db(RecordActivities.open_subscription, OpenSubscription(
-            state=s, notices=self._notice("started", f"Subscription to {s.plan.name} started", s.payer)),
-            step="open")
+        try:
+            refusal = await calls.call(RecordActivities.open_subscription, OpenSubscription(
+                state=s, notices=self._notice("started", f"Subscription to {s.plan.name} started", s.payer)))
+        except ActivityError as exc:
+            if (message := calls.unrecoverable(exc)) is None:
+                raise
+            await self._alert("open", message)
+            refusal = f"the subscription could not be recorded ({message}); the operator is alerted"
         if refusal:
             self._refusal = refusal
             return
@@ -159,8 +168,11 @@ class SubscriptionWorkflow:
         s.ended_on, s.ended_reason = on, reason
         if s.take_over is not None:
             self._successor = self._successor_subscription()
-        await self._commit(*self._notice("ended", f"Subscription ended on {on} ({reason.value})", s.payer),
-                           successor_id=self._successor.subscription_id if self._successor else None)
+        await self._commit(*self._notice("ended", f"Subscription ended on {on} ({reason.value})", s.payer))
+        # Its own step, so no other write's failure can leave the lines reserved for ever.
+        await self._db(RecordActivities.free_lines, FreeLines(
+            subscription_id=s.subscription_id,
+            successor_id=self._successor.subscription_id if self._successor else None), step="free_lines")
         return invoice
 
     async def _finish(self) -> SubscriptionOutcome:
@@ -178,11 +190,11 @@ class SubscriptionWorkflow:
         return SubscriptionOutcome(subscription_id=s.subscription_id, ended_on=s.ended_on, ended_reason=s.ended_reason)
 
     def _new_state(self, new: NewSubscription) -> SubscriptionState:
-        today = self._today()
-        period = first_period(today, new.interval)
+        start = new.starts_on or self._today()
+        period = first_period(start, new.interval)
         return SubscriptionState(
-            **new.model_dump(exclude={"plan", "payer"}), plan=new.plan, payer=new.payer,
-            anchor=today, period_start=period.start, period_end=period.end, started_on=today,
+            **new.model_dump(exclude={"plan", "payer", "starts_on"}), plan=new.plan, payer=new.payer,
+            anchor=start, period_start=period.start, period_end=period.end, started_on=start,
         )
 
     def _successor_subscription(self) -> NewSubscription:
@@ -193,7 +205,7 @@ class SubscriptionWorkflow:
             subscription_id=f"{old.client_id}.{old.line.value}.{workflow.uuid4().hex[:12]}",
             client_id=old.client_id, firm_id=old.firm_id, line=old.line,
             plan=old.scheduled_plan or old.plan, interval=old.scheduled_interval or old.interval,
-            payer=old.take_over, retry_days=old.retry_days,
+            payer=old.take_over, retry_days=old.retry_days, starts_on=old.ended_on,
         )
 
     # --- waiting ------------------------------------------------------------------------------
@@ -210,7 +222,7 @@ class SubscriptionWorkflow:
 
     def _has_work(self) -> bool:
         s = self.state
-        if self._due_now():
+        if self._due_now() or self._task_failure is not None:
             return True
         wants_to_close = s.ended_on is not None or self._renewed or workflow.info().is_continue_as_new_suggested()
         return wants_to_close and self._quiet()
@@ -277,6 +289,8 @@ class SubscriptionWorkflow:
                 outcome = ChargeOutcome(status=ChargeResult.ERROR, failure_message=message)
             async with self._lock:
                 await self._charged(invoice_id, number, attempt_no, outcome, card_version, dun)
+        except Exception as exc:  # a bug here must fail the workflow task (seen, retried), not vanish
+            self._task_failure = exc
         finally:
             self._charging.discard(invoice_id)
 
@@ -341,20 +355,17 @@ class SubscriptionWorkflow:
         async with self._change() as s:
             self.validate_change_plan(request)  # again, under the lock, after the catch-up
             target, today = request.plan, self._today()
-            if target.code == s.plan.code:  # back to the current plan: withdraw the scheduled one
+            outcome = self._plan_change(request)
+            if outcome.kind == "withdrawn":  # back to the current plan: withdraw the scheduled one
                 s.scheduled_plan = None
                 await self._commit()
-                return ChangeResult(kind="withdrawn", plan=target.code, effective_on=today)
-            old_price, new_price = s.plan.price(s.interval), target.price(s.interval)
-            if classify_change(old_price, new_price) is ChangeKind.DOWNGRADE:  # R8
+                return outcome
+            if outcome.kind == "downgrade":  # R8
                 s.scheduled_plan = target
                 await self._commit(*self._notice(
                     "downgrade_scheduled", f"Change to {target.name} on {s.period_end}", s.payer))
-                return ChangeResult(kind="downgrade", plan=target.code, effective_on=s.period_end)
-            try:
-                amount = prorated_upgrade(old_price, new_price, s.period, today)  # R7
-            except ValueError as exc:
-                raise refuse(f"cannot prorate this change: {exc}") from None
+                return outcome
+            amount = outcome.amount or 0
             s.plan, s.scheduled_plan = target, None
             await self._commit(*self._notice(
                 "upgraded", f"Upgraded to {target.name}: {format_eur(amount)} excl. VAT charged now", s.payer))
@@ -366,6 +377,25 @@ class SubscriptionWorkflow:
                 number = invoice.number if invoice else None
             return ChangeResult(kind="upgrade", plan=target.code, effective_on=today, amount=amount,
                                 invoice_number=number)
+
+    @workflow.query
+    def preview_change_plan(self, request: ChangePlan) -> ChangeResult:
+        """What `change_plan` would answer today, changing nothing: the same computation."""
+        self.validate_change_plan(request)
+        return self._plan_change(request)
+
+    def _plan_change(self, request: ChangePlan) -> ChangeResult:
+        s, target, today = self.state, request.plan, self._today()
+        if target.code == s.plan.code:
+            return ChangeResult(kind="withdrawn", plan=target.code, effective_on=today)
+        old_price, new_price = s.plan.price(s.interval), target.price(s.interval)
+        if classify_change(old_price, new_price) is ChangeKind.DOWNGRADE:
+            return ChangeResult(kind="downgrade", plan=target.code, effective_on=s.period_end)
+        try:
+            amount = prorated_upgrade(old_price, new_price, s.period, today)  # R7
+        except ValueError as exc:
+            raise refuse(f"cannot prorate this change: {exc}") from None
+        return ChangeResult(kind="upgrade", plan=target.code, effective_on=today, amount=amount)
 
     @change_plan.validator
     def validate_change_plan(self, request: ChangePlan) -> None:
@@ -545,13 +575,13 @@ class SubscriptionWorkflow:
                        subject=f"{s.client_id}: {subject}", business_date=self._today())
                 for r in sorted(recipients, key=lambda p: p.label)]
 
-    async def _commit(self, *notices: Notice, successor_id: str | None = None) -> None:
+    async def _commit(self, *notices: Notice) -> None:
         """A new version of the state: written to the read model with its notices, and shown
         to operators as search attributes."""
         s = self.state
         s.version += 1
         await self._db(RecordActivities.record_state,
-                       RecordState(state=s, notices=list(notices), successor_id=successor_id), step="record")
+                       RecordState(state=s, notices=list(notices)), step="record")
         workflow.upsert_search_attributes([
             sa.FIRM_ID.value_set(s.firm_id), sa.CLIENT_ID.value_set(s.client_id),
             sa.PLAN_CODE.value_set(s.plan.code), sa.SUBSCRIPTION_STATUS.value_set(s.status.value),
@@ -582,11 +612,14 @@ class SubscriptionWorkflow:
             message = calls.unrecoverable(exc)
             if message is None:
                 raise
-            self._note_alert(step, message)
-            await calls.alert(RaiseAlert(
-                dedupe_key=f"{self.state.subscription_id}:{step}:{workflow.now().isoformat()}",
-                subscription_id=self.state.subscription_id, step=step, error=message))
+            await self._alert(step, message)
             return None
+
+    async def _alert(self, step: str, message: str) -> None:
+        self._note_alert(step, message)
+        await calls.alert(RaiseAlert(
+            dedupe_key=f"{self.state.subscription_id}:{step}:{workflow.now().isoformat()}",
+            subscription_id=self.state.subscription_id, step=step, error=message))
 
     def _note_alert(self, step: str, error: str) -> None:
         alerts = self.state.alerts
