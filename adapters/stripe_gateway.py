@@ -77,6 +77,8 @@ class StripeGateway:
             self._stripe.v1.payment_methods.attach(method_id, params={"customer": customer_id})
         except stripe.CardError as exc:
             raise CardRefused(exc.user_message or "the card was refused") from None
+        except _UNRETRYABLE as exc:  # not a card Stripe knows (a malformed number or id)
+            raise CardRefused(exc.user_message or "Stripe does not know this card") from None
         self._stripe.v1.customers.update(
             customer_id, params={"invoice_settings": {"default_payment_method": method_id}}
         )
