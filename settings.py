@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     stripe_webhook_secret: str | None = None  # whsec_…: the webhook endpoint refuses events without it
     api_port: int = 8080  # the HTTP API of `run` (a free port when this one is taken)
+    api_host: str = "127.0.0.1"  # loopback unless the operator says otherwise
 
     # R11: a declined charge is retried this many days after the first failure.
     dunning_retry_days: list[int] = [3, 6, 9]

@@ -3,8 +3,11 @@
     with LocalStack(Settings()) as stack:
         stack.database_url, stack.temporal_address, stack.stripe_api_base ...
 """
+import json
+import socket
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from embedded.postgres import EmbeddedPostgres, create_database
 from embedded.stripe_server import LOCALSTRIPE_KEY, start_localstripe
@@ -30,6 +33,47 @@ class Endpoints:
             f"Temporal UI  {self.temporal_ui_url or '(external server: see its own UI)'}",
             f"Stripe       {self.stripe_api_base or 'api.stripe.com (STRIPE_API_KEY)'}",
         ])
+
+
+ENDPOINTS_FILE = "endpoints.json"
+
+
+def remember_endpoints(data_dir: Path, endpoints: Endpoints) -> None:
+    """Where the running stack is, for `api` and the CLI started beside `run`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / ENDPOINTS_FILE).write_text(json.dumps(asdict(endpoints)))
+
+
+def forget_endpoints(data_dir: Path) -> None:
+    (data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+
+
+def running_endpoints(data_dir: Path) -> Endpoints | None:
+    """The stack a running `run` started, if its Temporal answers; else None."""
+    try:
+        endpoints = Endpoints(**json.loads((data_dir / ENDPOINTS_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    host, _, port = endpoints.temporal_address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return endpoints
+    except (OSError, ValueError):
+        return None
+
+
+def database_url_for_cli(settings: Settings) -> str:
+    """DATABASE_URL, else the embedded database `run` uses (started if need be, migrated)."""
+    if settings.database_url:
+        return settings.database_url
+    running = running_endpoints(settings.data_dir)
+    if running is not None:
+        return running.database_url
+    postgres = EmbeddedPostgres(settings.data_dir / "postgres")
+    create_database(postgres.url(), EMBEDDED_DATABASE)
+    url = postgres.url(EMBEDDED_DATABASE)
+    upgrade(url)
+    return url
 
 
 class LocalStack:

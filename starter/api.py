@@ -1,4 +1,5 @@
-"""The HTTP API. For now: Stripe's webhook (payments that settle after the charge) and health.
+"""The HTTP API: the /v1 routes backend services call (starter/api_routes.py), Stripe's
+webhook (payments that settle after the charge) and health. OpenAPI at /openapi.json, docs at /docs.
 
 The webhook trusts nothing in the payload but its signature and the id it names: the
 PaymentIntent is fetched again from Stripe, so events arriving late, twice or out of order
@@ -15,6 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.stripe_gateway import StripeGateway
 from billing.statuses import InvoiceStatus
+from starter.api_errors import install as install_problem_handlers
+from starter.api_errors import problem
+from starter.api_routes import v1_router
+from starter.idempotency import IdempotencyMiddleware
+from starter.portal import Portal
 from store.models import Invoice, PaymentAttempt
 from store.payments import apply_intent
 
@@ -22,14 +28,21 @@ OnSettled = Callable[[Invoice], Awaitable[None]]
 
 
 def create_app(sessions: sessionmaker[Session], gateway: StripeGateway, webhook_secret: str | None,
-               on_settled: OnSettled | None = None) -> FastAPI:
-    app = FastAPI(title="Cabinet billing", version="0.1.0")
+               on_settled: OnSettled | None = None, *, portal: Portal | None = None) -> FastAPI:
+    app = FastAPI(title="Cabinet billing", version="0.2.0",
+                  description="Subscriptions that accounting firms manage for their clients (R1–R17). "
+                              "Every call carries `Authorization: Bearer <API key>`; every POST and PUT "
+                              "may carry an `Idempotency-Key`.")
+    install_problem_handlers(app)
+    if portal is not None:
+        app.include_router(v1_router(portal, sessions))
+        app.add_middleware(IdempotencyMiddleware, sessions=sessions)
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/stripe/webhook")
+    @app.post("/stripe/webhook", include_in_schema=False)  # Stripe's, not the backend services' API
     async def stripe_webhook(request: Request) -> JSONResponse:
         if not webhook_secret:
             return _error(503, "Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET)")
@@ -72,4 +85,4 @@ def _apply(sessions: sessionmaker[Session], intent_id: str, status: str, code: s
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return problem(status, "Webhook refused" if status < 500 else "Webhook unavailable", message)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from adapters.stripe_gateway import StripeGateway
+    from billing.catalog import Catalog
     from embedded.stack import Endpoints
     from starter.service import SubscriptionService
 
@@ -20,7 +21,10 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m starter", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start the stack (embedded parts where unset) and keep it up")
+    run_ = commands.add_parser("run", help="start the stack (embedded parts where unset), the worker and the API")
+    run_.add_argument("--port", type=int, help="the HTTP API's port (default API_PORT, or a free one)")
+    api = commands.add_parser("api", help="serve the HTTP API against the configured stack, or the running `run`")
+    api.add_argument("--port", type=int, help="the HTTP API's port (default API_PORT, or a free one)")
     commands.add_parser("migrate", help="bring DATABASE_URL's schema to the latest revision")
     sim = commands.add_parser("simulate", help="run a scenario through the real system; JSON on stdout")
     sim.add_argument("scenario", help="the scenario file (YAML)")
@@ -28,10 +32,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("reconcile", help="compare invoices and payment attempts with Stripe; exit 1 on a mismatch")
     check = commands.add_parser("check-catalog", help="validate a catalogue file")
     check.add_argument("path", nargs="?", help="the catalogue (default: CATALOG_PATH or the shipped one)")
+    firms = commands.add_parser("firms", help="firms and their API keys").add_subparsers(dest="action", required=True)
+    create = firms.add_parser("create", help="create a firm; prints {id, api_key} (the key is shown once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--id", help="the firm's id (default: made from the name)")
+    new_key = firms.add_parser("new-key", help="a new API key for a firm; prints {api_key}")
+    new_key.add_argument("firm_id")
+    revoke = firms.add_parser("revoke-key", help="revoke a firm's keys (all, or the one with --prefix)")
+    revoke.add_argument("firm_id")
+    revoke.add_argument("--prefix", help="the key's first 12 characters")
+    commands.add_parser("operator-key", help="a new platform-operator API key; prints {api_key}")
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "run":
-        return run(settings)
+        return run(settings, args.port, worker=True)
+    if args.command == "api":
+        return serve_api(settings, args.port)
     if args.command == "migrate":
         return migrate(settings)
     if args.command == "reconcile":
@@ -40,27 +56,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         from starter.simulate_cli import simulate_file
 
         return simulate_file(settings, args.scenario, args.histories)
+    if args.command in ("firms", "operator-key"):
+        from starter.keys_cli import keys_command
+
+        return keys_command(settings, args)
     return check_catalog(args.path or settings.catalog_path)
 
 
-def run(settings: Settings) -> int:
-    """The product's main job on one machine: the stack, the worker, demo subscriptions."""
+def run(settings: Settings, port: int | None, *, worker: bool) -> int:
+    """The product's main job on one machine: the stack, the worker, the HTTP API, demo data."""
     import asyncio
 
-    from embedded.stack import LocalStack
+    from embedded.stack import LocalStack, forget_endpoints, remember_endpoints
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with LocalStack(settings) as endpoints:
         print(endpoints.describe(), flush=True)
-        asyncio.run(_serve(settings, endpoints, stop))
+        remember_endpoints(settings.data_dir, endpoints)  # `api` and the CLI find this stack
+        try:
+            asyncio.run(_serve(settings, endpoints, stop, port, worker=worker, demo=worker))
+        finally:
+            forget_endpoints(settings.data_dir)
     print("Stopped.", flush=True)
     return 0
 
 
-async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Event) -> None:
+def serve_api(settings: Settings, port: int | None) -> int:
+    """The API alone: against the configured stack (its workers run elsewhere), or against the
+    embedded stack a running `run` started; with nothing to join, a stack of its own as `run`."""
     import asyncio
+
+    from embedded.stack import running_endpoints
+
+    configured = settings.database_url and settings.temporal_address and (
+        settings.stripe_api_key or settings.stripe_api_base)
+    endpoints = None if configured else running_endpoints(settings.data_dir)
+    if not configured and endpoints is None:
+        print("no stack configured and no `run` up: starting the embedded stack, with a worker", flush=True)
+        return run(settings, port, worker=True)
+    if endpoints is None:
+        from embedded.stack import Endpoints
+        from embedded.stripe_server import LOCALSTRIPE_KEY
+
+        assert settings.database_url and settings.temporal_address
+        endpoints = Endpoints(settings.database_url, settings.temporal_address, None,
+                              settings.stripe_api_key or LOCALSTRIPE_KEY, settings.stripe_api_base)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    asyncio.run(_serve(settings, endpoints, stop, port, worker=False, demo=False))
+    return 0
+
+
+async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Event, port: int | None,
+                 *, worker: bool, demo: bool) -> None:
+    import asyncio
+    from contextlib import AsyncExitStack
     from urllib.parse import quote
 
     from adapters.stripe_gateway import StripeGateway
@@ -75,40 +128,50 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
     sessions = make_session_factory(make_engine(endpoints.database_url))
     gateway = StripeGateway(endpoints.stripe_api_key, endpoints.stripe_api_base)
     catalog = load_catalog(settings.catalog_path or DEFAULT_CATALOG_PATH)
-    async with build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge):
+    async with AsyncExitStack() as running:
+        if worker:
+            await running.enter_async_context(
+                build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge))
         service = SubscriptionService(client, sessions, catalog, gateway, settings.task_queue,
                                       settings.dunning_retry_days)
-        card = "pm_card_visa" if endpoints.stripe_api_base is None else "4242424242424242"
-        for line in await seed_demo(service, card):
-            print(f"started  {line}", flush=True)
+        if demo:
+            card = "pm_card_visa" if endpoints.stripe_api_base is None else "4242424242424242"
+            for line in await seed_demo(service, card):
+                print(f"started  {line}", flush=True)
         if endpoints.temporal_ui_url:
             workflows = f"{endpoints.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows"
             query = quote('FirmId="cab-leroy" AND SubscriptionStatus="pending_cancel"')
             print(f"Workflows  {workflows}", flush=True)
             print(f"Filtered   {workflows}?query={query}", flush=True)
-        api = await _start_api(settings, sessions, gateway, service)
-        print("Worker running. Ctrl-C stops everything.", flush=True)
+        api = await _start_api(settings, port, sessions, gateway, service, catalog)
+        print(("Worker and API running." if worker else "API running.") + " Ctrl-C stops everything.", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, stop.wait)
         api.should_exit = True
 
 
-async def _start_api(settings: Settings, sessions: "sessionmaker[Session]", gateway: "StripeGateway",
-                     service: "SubscriptionService") -> "uvicorn.Server":
-    """Serve the HTTP API (Stripe webhook, health) in this process, on API_PORT or a free port."""
+async def _start_api(settings: Settings, port: int | None, sessions: "sessionmaker[Session]",
+                     gateway: "StripeGateway", service: "SubscriptionService", catalog: "Catalog") -> "uvicorn.Server":
+    """Serve the HTTP API in this process, on `port`, API_PORT, or a free port."""
     import asyncio
 
     import uvicorn
 
     from embedded.processes import free_port, port_is_free
     from starter.api import create_app
+    from starter.portal import Portal
 
-    port = settings.api_port if port_is_free(settings.api_port) else free_port()
-    app = create_app(sessions, gateway, settings.stripe_webhook_secret, service.payment_settled)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    wanted = port or settings.api_port
+    chosen = wanted if port is not None or port_is_free(wanted) else free_port()
+    app = create_app(sessions, gateway, settings.stripe_webhook_secret, service.payment_settled,
+                     portal=Portal(sessions, catalog, service))
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=chosen, log_level="warning"))
     asyncio.get_running_loop().create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.05)
-    print(f"HTTP API   http://127.0.0.1:{port}  (Stripe webhook: POST /stripe/webhook)", flush=True)
+    base = f"http://{settings.api_host}:{chosen}"
+    print(f"HTTP API   {base}/v1  (docs {base}/docs, OpenAPI {base}/openapi.json, Stripe webhook POST "
+          f"{base}/stripe/webhook)", flush=True)
+    print("API keys   python -m starter firms create --name NAME  |  python -m starter operator-key", flush=True)
     return server
 
 

@@ -13,7 +13,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -38,6 +42,7 @@ from contracts.subscription import (
     TakeOver,
     dunning_workflow_id,
 )
+from starter.access import OPERATOR, Actor, NotFound
 from store.models import Client as ClientRow
 from store.models import Firm, PaymentCustomer, Subscription
 from store.models import Invoice as InvoiceRow
@@ -74,10 +79,11 @@ class SubscriptionService:
 
     # --- subscribing --------------------------------------------------------------------
 
-    async def subscribe(self, *, client_id: str, plan_code: str, interval: str, payer_kind: str) -> SubscriptionState:
+    async def subscribe(self, *, client_id: str, plan_code: str, interval: str, payer_kind: str,
+                        actor: Actor = OPERATOR) -> SubscriptionState:
         plan = self._plan(plan_code)
         interval_ = _interval(interval)
-        client = await asyncio.to_thread(self._client, client_id)
+        client = await asyncio.to_thread(self._client, client_id, actor)
         occupied = await asyncio.to_thread(self._occupied_lines, client_id)
         check_new_subscription(plan, interval_, payer_kind, occupied)
         line = home_line(plan.product)
@@ -141,35 +147,47 @@ class SubscriptionService:
 
     # --- changes (Workflow Updates) ---------------------------------------------------------
 
-    async def change_plan(self, *, client_id: str, plan_code: str, line: str | None = None) -> ChangeResult:
+    async def change_plan(self, *, client_id: str, plan_code: str, line: str | None = None,
+                          actor: Actor = OPERATOR) -> ChangeResult:
         plan = self._plan(plan_code)
         line_ = _line(line) if line else home_line(plan.product)
-        return await self._update(client_id, line_, SubscriptionWorkflow.change_plan, ChangePlan(plan=plan))
+        return await self._update(actor, client_id, line_, SubscriptionWorkflow.change_plan, ChangePlan(plan=plan))
 
-    async def switch_interval(self, *, client_id: str, interval: str, line: str | None = None) -> Scheduled:
-        return await self._update(client_id, _line(line), SubscriptionWorkflow.switch_interval,
+    async def preview_change_plan(self, *, client_id: str, plan_code: str, actor: Actor = OPERATOR,
+                                  line: str | None = None) -> ChangeResult:
+        """What change_plan would charge today (R7), changing nothing."""
+        plan = self._plan(plan_code)
+        line_ = _line(line) if line else home_line(plan.product)
+        return await self._update(actor, client_id, line_, SubscriptionWorkflow.preview_change_plan,
+                                  ChangePlan(plan=plan))
+
+    async def switch_interval(self, *, client_id: str, interval: str, line: str | None = None,
+                              actor: Actor = OPERATOR) -> Scheduled:
+        return await self._update(actor, client_id, _line(line), SubscriptionWorkflow.switch_interval,
                                   SwitchInterval(interval=_interval(interval)))
 
-    async def cancel(self, *, client_id: str, line: str | None = None) -> Scheduled:
-        return await self._update(client_id, _line(line), SubscriptionWorkflow.cancel)
+    async def cancel(self, *, client_id: str, actor: Actor = OPERATOR, line: str | None = None) -> Scheduled:
+        return await self._update(actor, client_id, _line(line), SubscriptionWorkflow.cancel)
 
-    async def reactivate(self, *, client_id: str, line: str | None = None) -> Scheduled:
-        return await self._update(client_id, _line(line), SubscriptionWorkflow.reactivate)
+    async def reactivate(self, *, client_id: str, actor: Actor = OPERATOR, line: str | None = None) -> Scheduled:
+        return await self._update(actor, client_id, _line(line), SubscriptionWorkflow.reactivate)
 
-    async def cancel_now(self, *, client_id: str, line: str | None = None) -> Ended:
-        return await self._update(client_id, _line(line), SubscriptionWorkflow.cancel_now)
+    async def cancel_now(self, *, client_id: str, actor: Actor = OPERATOR, line: str | None = None) -> Ended:
+        return await self._update(actor, client_id, _line(line), SubscriptionWorkflow.cancel_now)
 
-    async def stop_paying(self, *, client_id: str, line: str | None = None) -> Scheduled:
-        return await self._update(client_id, _line(line), SubscriptionWorkflow.stop_paying)
+    async def stop_paying(self, *, client_id: str, actor: Actor = OPERATOR, line: str | None = None) -> Scheduled:
+        return await self._update(actor, client_id, _line(line), SubscriptionWorkflow.stop_paying)
 
-    async def take_over(self, *, client_id: str, payer_kind: str, line: str | None = None) -> Scheduled:
-        client = await asyncio.to_thread(self._client, client_id)
+    async def take_over(self, *, client_id: str, payer_kind: str, line: str | None = None,
+                        actor: Actor = OPERATOR) -> Scheduled:
+        client = await asyncio.to_thread(self._client, client_id, actor)
         if payer_kind not in ("firm", "client"):
             raise Refused(f"payer must be 'firm' or 'client', not '{payer_kind}'")
         payer = Payer(kind="firm", id=client.firm_id) if payer_kind == "firm" else Payer(kind="client", id=client_id)
-        return await self._update(client_id, _line(line), SubscriptionWorkflow.take_over, TakeOver(payer=payer))
+        return await self._update(actor, client_id, _line(line), SubscriptionWorkflow.take_over, TakeOver(payer=payer))
 
-    async def state(self, *, client_id: str, line: str | None = None) -> SubscriptionState:
+    async def state(self, *, client_id: str, actor: Actor = OPERATOR, line: str | None = None) -> SubscriptionState:
+        await asyncio.to_thread(self._client, client_id, actor)
         handle = self.temporal.get_workflow_handle_for(SubscriptionWorkflow.run, workflow_id(client_id, _line(line)))
         try:
             return await handle.query(SubscriptionWorkflow.current)
@@ -178,7 +196,8 @@ class SubscriptionService:
                 raise Refused(f"client {client_id} has no subscription on the {_line(line).value} line") from None
             raise
 
-    async def _update(self, client_id: str, line: Line, update: Any, *args: Any) -> Any:
+    async def _update(self, actor: Actor, client_id: str, line: Line, update: Any, *args: Any) -> Any:
+        await asyncio.to_thread(self._client, client_id, actor)  # R15: another firm's client is not found
         handle = self.temporal.get_workflow_handle(workflow_id(client_id, line))
         try:
             return await asyncio.wait_for(handle.execute_update(update, *args), ANSWER_DEADLINE.total_seconds())
@@ -296,11 +315,11 @@ class SubscriptionService:
         except UnknownPlan as exc:
             raise Refused(str(exc)) from None
 
-    def _client(self, client_id: str) -> ClientRow:
+    def _client(self, client_id: str, actor: Actor = OPERATOR) -> ClientRow:
         with self.sessions() as session:
             client = session.get(ClientRow, client_id)
-            if client is None:
-                raise Refused(f"there is no client '{client_id}'")
+            if client is None or not actor.may_see(client.firm_id):
+                raise NotFound(f"there is no client '{client_id}'")
             return client
 
     def _occupied_lines(self, client_id: str) -> set[Line]:

@@ -378,11 +378,17 @@ class SubscriptionWorkflow:
             return ChangeResult(kind="upgrade", plan=target.code, effective_on=today, amount=amount,
                                 invoice_number=number)
 
-    @workflow.query
-    def preview_change_plan(self, request: ChangePlan) -> ChangeResult:
-        """What `change_plan` would answer today, changing nothing: the same computation."""
+    @workflow.update
+    async def preview_change_plan(self, request: ChangePlan) -> ChangeResult:
+        """What `change_plan` would answer now, changing nothing: the same computation, on the
+        workflow's clock (an Update, not a query: a query sees the time of the last task)."""
+        async with self._change():
+            self.validate_change_plan(request)
+            return self._plan_change(request)
+
+    @preview_change_plan.validator
+    def validate_preview_change_plan(self, request: ChangePlan) -> None:
         self.validate_change_plan(request)
-        return self._plan_change(request)
 
     def _plan_change(self, request: ChangePlan) -> ChangeResult:
         s, target, today = self.state, request.plan, self._today()

@@ -73,7 +73,7 @@ def test_unsigned_or_badly_signed_events_are_refused_and_change_nothing(
     unsigned = api.post("/stripe/webhook", content=json.dumps(event(intent)), headers={"content-type": "application/json"})
     badly_signed = api.post("/stripe/webhook", content=payload, headers=headers)
     assert (unsigned.status_code, badly_signed.status_code) == (400, 400)
-    assert "signature" in unsigned.json()["error"]
+    assert "signature" in unsigned.json()["detail"]
     assert statuses(session_factory, invoice_id) == ("open", "pending")
 
 

@@ -1,0 +1,145 @@
+"""What the firm's screens read and the client records they create (R14, R15), for one actor.
+
+Access is decided here, not in the routes: every method takes the `Actor` and a firm's call
+on another firm's client, subscription or invoice raises `NotFound`, exactly like an id that
+does not exist. Reads come from PostgreSQL (the read model), never from workflow queries.
+"""
+import asyncio
+import secrets
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing.catalog import Catalog
+from billing.rules import Refused
+from contracts.subscription import Payer
+from contracts.views import ClientTab, ClientView, FirmOverview, InvoiceView, Page
+from starter.access import Actor, NotFound
+from starter.service import SubscriptionService
+from store import read_models
+from store.models import Client, Firm
+from store.usage_bulk import UsageEventIn, UsageEventResult, record_usage_batch
+
+T = TypeVar("T")
+
+
+class Portal:
+    def __init__(self, sessions: sessionmaker[Session], catalog: Catalog, service: SubscriptionService) -> None:
+        self.sessions = sessions
+        self.catalog = catalog
+        self.service = service
+
+    # --- clients ------------------------------------------------------------------------
+
+    async def create_client(self, actor: Actor, *, name: str, external_id: str | None, email: str | None,
+                            card: str | None, firm_id: str | None) -> ClientView:
+        owner = self._owner_for_new_client(actor, firm_id)
+        view = await asyncio.to_thread(self._insert_client, owner, name, external_id, email)
+        if card is not None:
+            await self.service.register_card(payer=Payer(kind="client", id=view.id), card=card)
+        return view
+
+    async def list_clients(self, actor: Actor, *, cursor: str | None, limit: int) -> Page[ClientView]:
+        return await self._read(lambda s: read_models.list_clients(s, firm_id=actor.firm_id, cursor=cursor, limit=limit))
+
+    async def client(self, actor: Actor, client_id: str) -> ClientView:
+        return (await self.client_tab(actor, client_id)).client
+
+    async def client_tab(self, actor: Actor, client_id: str) -> ClientTab:
+        tab = await self._read(lambda s: read_models.client_tab(s, self.catalog, client_id=client_id))
+        if tab is None or not actor.may_see(tab.client.firm_id):
+            raise NotFound(f"there is no client '{client_id}'")
+        return tab
+
+    # --- billing history ------------------------------------------------------------------
+
+    async def client_invoices(self, actor: Actor, client_id: str, *, cursor: str | None, limit: int) -> Page[InvoiceView]:
+        await self.client_tab(actor, client_id)  # R15 first
+        return await self._read(
+            lambda s: read_models.client_invoices(s, client_id=client_id, cursor=cursor, limit=limit))
+
+    async def invoice(self, actor: Actor, number: str) -> InvoiceView:
+        def read(session: Session) -> InvoiceView | None:
+            found = read_models.invoice_by_number(session, number=number)
+            if found is None:
+                return None
+            firm_id = session.scalar(select(Client.firm_id).where(Client.id == found.client_id))
+            return found if firm_id is not None and actor.may_see(firm_id) else None
+        found = await self._read(read)
+        if found is None:
+            raise NotFound(f"there is no invoice '{number}'")
+        return found
+
+    async def firm_overview(self, actor: Actor, *, firm_id: str | None, cursor: str | None, limit: int) -> FirmOverview:
+        if actor.firm_id is not None and firm_id not in (None, actor.firm_id):
+            raise NotFound(f"there is no firm '{firm_id}'")
+        target = actor.firm_id or firm_id
+        if target is None:
+            raise Refused("the operator must name the firm (firm_id)")
+        if not actor.may_see(target) or await self._read(lambda s: s.get(Firm, target)) is None:
+            raise NotFound(f"there is no firm '{target}'")
+        return await self._read(
+            lambda s: read_models.firm_overview(s, self.catalog, firm_id=target, cursor=cursor, limit=limit))
+
+    # --- cards and usage ---------------------------------------------------------------------
+
+    async def register_client_card(self, actor: Actor, client_id: str, card: str) -> Payer:
+        await self.client_tab(actor, client_id)
+        payer = Payer(kind="client", id=client_id)
+        await self.service.register_card(payer=payer, card=card)
+        return payer
+
+    async def register_firm_card(self, actor: Actor, card: str) -> Payer:
+        if actor.firm_id is None:
+            raise Refused("the operator has no card: a firm registers its own with its key")
+        payer = Payer(kind="firm", id=actor.firm_id)
+        await self.service.register_card(payer=payer, card=card)
+        return payer
+
+    async def report_usage(self, actor: Actor, events: Sequence[UsageEventIn]) -> list[UsageEventResult]:
+        """R12 in bulk: one answer per event; another firm's client is refused like an unknown one."""
+        def write() -> list[UsageEventResult]:
+            with self.sessions.begin() as session:
+                return record_usage_batch(session, events, firm_id=actor.firm_id)
+        return await asyncio.to_thread(write)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    async def _read(self, read: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with self.sessions() as session:
+                try:
+                    return read(session)
+                except ValueError as exc:
+                    if str(exc) == read_models.MALFORMED_CURSOR:
+                        raise Refused(f"cursor: {exc}") from None
+                    raise
+        return await asyncio.to_thread(run)
+
+    @staticmethod
+    def _owner_for_new_client(actor: Actor, firm_id: str | None) -> str:
+        if actor.firm_id is None:
+            if firm_id is None:
+                raise Refused("firm_id: the operator must say which firm manages the client")
+            return firm_id
+        if firm_id is not None and firm_id != actor.firm_id:
+            raise NotFound(f"there is no firm '{firm_id}'")
+        return actor.firm_id
+
+    def _insert_client(self, firm_id: str, name: str, external_id: str | None, email: str | None) -> ClientView:
+        with self.sessions.begin() as session:
+            if session.get(Firm, firm_id) is None:
+                raise NotFound(f"there is no firm '{firm_id}'")
+            client = Client(id=f"cli_{secrets.token_hex(8)}", name=name, email=email, firm_id=firm_id,
+                            external_id=external_id)
+            session.add(client)
+            try:
+                session.flush()
+            except IntegrityError:
+                raise Refused(f"external_id: the firm already has a client '{external_id}'") from None
+            return ClientView(id=client.id, external_id=external_id, name=name, email=email, firm_id=firm_id)
+
+
