@@ -1,0 +1,65 @@
+"""`python -m starter firms …` and `operator-key` (R15): a key is printed once, stored hashed,
+works until revoked; bad input is one sentence on stderr, exit 2."""
+import json
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from starter.cli import main
+from store.api_keys import owner_of
+from store.models import ApiKey
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(autouse=True)
+def cli_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_firm_is_created_with_a_key_shown_once_and_stored_hashed(
+        capsys: pytest.CaptureFixture[str], session_factory: sessionmaker[Session]) -> None:
+    code, out, _ = run(capsys, "firms", "create", "--name", "Cabinet Martin & Fils")
+    created = json.loads(out)
+    assert code == 0 and created["id"] == "cabinet-martin-fils"
+    with session_factory() as session:
+        assert owner_of(session, created["api_key"]).firm_id == "cabinet-martin-fils"  # type: ignore[union-attr]
+        stored = session.scalars(select(ApiKey.key_hash)).all()
+        assert created["api_key"] not in stored and len(stored) == 1
+    code, out, _ = run(capsys, "firms", "revoke-key", "cabinet-martin-fils")
+    assert (code, json.loads(out)["revoked"]) == (0, 1)
+    with session_factory() as session:
+        assert owner_of(session, created["api_key"]) is None
+
+
+def test_an_operator_key_acts_for_no_firm(capsys: pytest.CaptureFixture[str],
+                                          session_factory: sessionmaker[Session]) -> None:
+    code, out, _ = run(capsys, "operator-key")
+    with session_factory() as session:
+        assert code == 0 and owner_of(session, json.loads(out)["api_key"]).firm_id is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (("firms", "create", "--name", " "), "--name must have 1 to 200 characters"),
+    (("firms", "create", "--name", "X", "--id", "Not Valid"), "--id must be"),
+    (("firms", "new-key", "nobody"), "there is no firm 'nobody'"),
+    (("firms", "revoke-key", "nobody"), "there is no firm 'nobody'"),
+])
+def test_bad_input_is_one_sentence_and_exit_2(capsys: pytest.CaptureFixture[str], argv: tuple[str, ...],
+                                              says: str) -> None:
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert says in err and len(err.strip().splitlines()) == 1
+
+
+def test_creating_the_same_firm_twice_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "firms", "create", "--name", "Cabinet A")[0] == 0
+    code, _, err = run(capsys, "firms", "create", "--name", "Cabinet A")
+    assert code == 2 and "already exists" in err
