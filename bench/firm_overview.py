@@ -13,9 +13,11 @@ Kept beside it, the store alone (keys `store_*`): p99 (and p50) of
 would, against the floor of reading that firm's entries at all, `SELECT count(*)` over the same
 partial index; with each statement's plans (EXPLAIN, on stderr) and its time alone.
 
-What bounds it: the store's two queries (totals over the 10,000 rows, then the page) plus what
-the request adds around them: the key's look-up and the firm's, each in a session of its own
-and a worker thread, the route's pydantic models and JSON for 100 rows. See the printed split.
+What bounds it: the totals statement, an aggregate over the firm's 10,000 live subscriptions
+(a count(DISTINCT client_id), so a sort, and one probe of subscription_periods' primary key per
+subscription for this period's `used`); the page itself is ~1-2 ms. Around it the request adds
+the HTTP floor (the baseline) and two small look-ups (the key, the firm), each in a session of
+its own on a worker thread, and the route's pydantic models and JSON for 100 rows (~36 kB).
 
 The database also holds what makes the index earn its keep: the clients' own payments
 add-ons, ended subscriptions, other firms' clients, a year of closed periods each.

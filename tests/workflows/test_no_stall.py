@@ -178,6 +178,7 @@ def test_item2_twenty_thousand_usage_reports_in_one_period_leave_the_history_sma
         assert await sim.service.used_this_period(client_id="cli-0") == 20_000
         handle = sim.env.client.get_workflow_handle("subscription:cli-0:einvoicing")
         history = await handle.fetch_history()
+        print(f"history after 20,000 usage reports: {len(history.events)} events")  # shown with -rP
         assert len(history.events) < 2_000
         await sim.advance_to(date(2025, 10, 2))  # renewal: the overage of 19,950 documents is billed
         with sim.sessions() as session:
