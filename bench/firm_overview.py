@@ -83,7 +83,7 @@ def seed(url: str) -> int:
         copy(conn, "firms (id, name)", [(f, f"Cabinet {f}") for f in firms])
         copy(conn, "clients (id, name, firm_id, external_id)", [(c, f"Client {c}", f, f"ext-{c}") for c, f in clients])
         copy(conn, "subscriptions (id, client_id, line, product, plan_code, interval, quota, firm_id, payer_kind, "
-                   "payer_id, status, anchor, period_start, period_end, scheduled, started_on, ended_on, version)",
+                   "payer_id, status, anchor, period_start, period_end, scheduled, started_on, ended_on, version, used)",
              subscriptions)
         copy(conn, "subscription_periods (subscription_id, period_start, period_end, client_id, used, documents)", periods)
         conn.execute("analyze")
@@ -97,7 +97,7 @@ def add_subscription(subscriptions: list[tuple[Any, ...]], periods: list[tuple[A
     product = "payments" if line == "payments" else "einvoicing"
     ended_on = PERIOD_START if status == "ended" else None
     subscriptions.append((sub_id, client_id, line, product, plan, "monthly", quota, firm_id, payer[0], payer[1], status,
-                          date(2024, 10, 1), PERIOD_START, PERIOD_END, "{}", date(2024, 10, 1), ended_on, 1))
+                          date(2024, 10, 1), PERIOD_START, PERIOD_END, "{}", date(2024, 10, 1), ended_on, 1, used))
     for months_back in range(1, PAST_PERIODS + 1):  # a year of closed periods: the join must not scan them
         start = date(2025 - (months_back >= 9), (9 - months_back - 1) % 12 + 1, 1)
         end = date(start.year + start.month // 12, start.month % 12 + 1, 1)

@@ -103,6 +103,9 @@ class Subscription(Base):
     started_on: Mapped[date] = mapped_column(Date)
     ended_on: Mapped[date | None] = mapped_column(Date)
     ended_reason: Mapped[str | None] = mapped_column(String(32))
+    # Documents so far in the current period: a copy of its period's `used`, written in the
+    # same transaction as each report, so the firm overview (R14) reads one row a subscription.
+    used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Workflow state version last written: an older write never overwrites a newer one.
     version: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(

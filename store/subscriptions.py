@@ -1,7 +1,8 @@
 """The subscriptions read model: what the workflow last said, never overwritten by an older write."""
 from datetime import date
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -12,12 +13,22 @@ from store.models import Subscription, SubscriptionPeriod
 def upsert_subscription(session: Session, values: dict[str, object]) -> None:
     """Insert or update the row; a write whose `version` is older than the stored one is ignored."""
     statement = pg_insert(Subscription).values(**values)
-    changed = {k: statement.excluded[k] for k in values if k != "id"}
+    changed: dict[str, Any] = {k: statement.excluded[k] for k in values if k != "id"}
+    # The current period's usage is the reports' to write: kept while the period stays, 0 for
+    # a new one (its period row is created after this, so no report can have reached it).
+    changed["used"] = case((Subscription.period_start == statement.excluded.period_start, Subscription.used), else_=0)
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["id"], set_=changed, where=Subscription.version <= statement.excluded.version
         )
     )
+
+
+def copy_period_usage(session: Session, *, subscription_id: str, period_start: date, used: int) -> None:
+    """Keep the subscription row's `used` equal to its current period's (same transaction)."""
+    session.execute(update(Subscription)
+                    .where(Subscription.id == subscription_id, Subscription.period_start == period_start)
+                    .values(used=used))
 
 
 def ensure_period(session: Session, *, subscription_id: str, client_id: str, start: date, end: date) -> None:

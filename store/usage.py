@@ -16,6 +16,7 @@ from billing.periods import paris_date
 from billing.quota import thresholds_reached
 from store.models import Subscription, SubscriptionPeriod, UsageEvent
 from store.notifications import queue_notice
+from store.subscriptions import copy_period_usage
 
 METERED_LINE = "einvoicing"  # documents are e-invoicing usage; a bundle lives on this line too
 
@@ -81,6 +82,7 @@ def record_usage(
     if inserted is None:  # the same event_id arrived concurrently and won
         return UsageRecorded(event_id, False, subscription.id, period.period_start, before, subscription.quota)
     period.used = before + documents
+    copy_period_usage(session, subscription_id=subscription.id, period_start=period.period_start, used=period.used)
     _queue_quota_alerts(session, subscription, period.period_start, before, period.used, day)
     return UsageRecorded(event_id, True, subscription.id, period.period_start, period.used, subscription.quota)
 

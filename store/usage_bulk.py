@@ -137,6 +137,12 @@ FROM unnest(%b::text[], %b::date[], %b::bigint[]) AS t(subscription_id, period_s
 WHERE p.subscription_id = t.subscription_id AND p.period_start = t.period_start
 """
 
+_COPY_TOTALS = """
+UPDATE subscriptions s SET used = t.used
+FROM unnest(%b::text[], %b::date[], %b::bigint[]) AS t(subscription_id, period_start, used)
+WHERE s.id = t.subscription_id AND s.period_start = t.period_start
+"""
+
 _QUEUE_NOTICES = """
 INSERT INTO notifications (dedupe_key, kind, recipient_kind, recipient_id, subject, business_date, payload)
 SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::date[], %b::jsonb[])
@@ -193,8 +199,9 @@ def _count(session: Session, staged: list[_Staged], firm_id: str | None) -> dict
         inserted = {event_id for (event_id,) in cursor.fetchall()}
         totals, notices = _settle(planned, inserted, answers)
         if totals:
-            cursor.execute(_SET_TOTALS, (
-                [key[0] for key in totals], [key[1] for key in totals], list(totals.values())))
+            arrays = ([key[0] for key in totals], [key[1] for key in totals], list(totals.values()))
+            cursor.execute(_SET_TOTALS, arrays)
+            cursor.execute(_COPY_TOTALS, arrays)
         if notices:
             columns = ("dedupe_key", "kind", "recipient_kind", "recipient_id", "subject", "business_date")
             cursor.execute(_QUEUE_NOTICES, [[notice[column] for notice in notices] for column in columns]

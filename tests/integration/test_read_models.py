@@ -56,6 +56,7 @@ def add_subscription(
         payer_id=firm_id if payer == "firm" else client_id, status="ended" if ended else status,
         anchor=start, period_start=start, period_end=end, scheduled=scheduled or {}, started_on=start,
         ended_on=end if ended else None, ended_reason="canceled" if ended else None,
+        used=used,  # the reports keep the row's copy equal to its current period's
     ))
     session.flush()
     session.add(SubscriptionPeriod(subscription_id=sub_id, period_start=start, period_end=end, client_id=client_id,

@@ -395,3 +395,15 @@ def test_the_same_events_one_by_one_and_in_batches_give_the_same_answers_rows_to
                  "documents must be"):
         assert case in reasons
     assert {row[1] for row in single[2]} == {"quota_80", "quota_100"}
+
+
+def test_both_paths_keep_the_subscription_rows_copy_of_this_periods_usage(session_factory: sessionmaker[Session]) -> None:
+    """The firm overview reads `subscriptions.used`: each report, single or in bulk, keeps it
+    equal to the current period's total in the same transaction."""
+    seed(session_factory, "cli-1", "cab-1")
+    with session_factory.begin() as session:
+        record_usage(session, event_id="one", client_id="cli-1", occurred_at=on(TODAY), documents=7)
+    batch(session_factory, [event(f"b{i}", documents=5) for i in range(3)])
+    with session_factory() as session:
+        row = session.get_one(Subscription, subscription_id("cli-1"))
+        assert row.used == used(session_factory) == 22
