@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +20,7 @@ from contracts.views import ClientTab, ClientView, FirmOverview, InvoiceView, Pa
 from starter.access import Actor, NotFound
 from starter.service import SubscriptionService
 from store import read_models
-from store.models import Client, Firm
+from store.models import Client, Firm, PaymentCustomer
 from store.usage_bulk import UsageEventIn, UsageEventResult, record_usage_batch
 
 T = TypeVar("T")
@@ -39,7 +39,11 @@ class Portal:
         owner = self._owner_for_new_client(actor, firm_id)
         view = await asyncio.to_thread(self._insert_client, owner, name, external_id, email)
         if card is not None:
-            await self.service.register_card(payer=Payer(kind="client", id=view.id), card=card)
+            try:
+                await self.service.register_card(payer=Payer(kind="client", id=view.id), card=card)
+            except Refused:
+                await asyncio.to_thread(self._forget_client, view.id)  # a refusal writes nothing
+                raise
         return view
 
     async def list_clients(self, actor: Actor, *, cursor: str | None, limit: int) -> Page[ClientView]:
@@ -128,6 +132,12 @@ class Portal:
         if firm_id is not None and firm_id != actor.firm_id:
             raise NotFound(f"there is no firm '{firm_id}'")
         return actor.firm_id
+
+    def _forget_client(self, client_id: str) -> None:
+        with self.sessions.begin() as session:
+            session.execute(delete(PaymentCustomer).where(PaymentCustomer.payer_kind == "client",
+                                                          PaymentCustomer.payer_id == client_id))
+            session.execute(delete(Client).where(Client.id == client_id))
 
     def _insert_client(self, firm_id: str, name: str, external_id: str | None, email: str | None) -> ClientView:
         with self.sessions.begin() as session:

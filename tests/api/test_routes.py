@@ -90,6 +90,9 @@ def test_bad_input_is_problem_json_naming_the_fields_and_writes_nothing(simulati
                 if field is not None:
                     assert any(field in e["field"] for e in problem["errors"]), problem
             assert api.snapshot() == before
+            refused = await api.call("cab-a", "POST", "/v1/clients", {"name": "Carte illisible", "card": "0"})
+            assert refused.status_code == 422 and "card" in refused.json()["detail"]
+            assert api.snapshot() == before  # the client is not left behind without its card
     asyncio.run(main())
 
 
