@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_.add_argument("--port", type=int, help="the HTTP API's port (default API_PORT, or a free one)")
     api = commands.add_parser("api", help="serve the HTTP API against the configured stack, or the running `run`")
     api.add_argument("--port", type=int, help="the HTTP API's port (default API_PORT, or a free one)")
+    commands.add_parser("worker", help="run a worker against the configured servers (production shape)")
     commands.add_parser("migrate", help="bring DATABASE_URL's schema to the latest revision")
     sim = commands.add_parser("simulate", help="run a scenario through the real system; JSON on stdout")
     sim.add_argument("scenario", help="the scenario file (YAML)")
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(settings, args.port, worker=True)
     if args.command == "api":
         return serve_api(settings, args.port)
+    if args.command == "worker":
+        return run_worker(settings)
     if args.command == "migrate":
         return migrate(settings)
     if args.command == "reconcile":
@@ -173,6 +176,20 @@ async def _start_api(settings: Settings, port: int | None, sessions: "sessionmak
           f"{base}/stripe/webhook)", flush=True)
     print("API keys   python -m starter firms create --name NAME  |  python -m starter operator-key", flush=True)
     return server
+
+
+def run_worker(settings: Settings) -> int:
+    """What the production image runs (Dockerfile, docker-compose.yml): `worker.py`'s main."""
+    import asyncio
+
+    import worker
+
+    if not (settings.database_url and settings.temporal_address and (settings.stripe_api_key or settings.stripe_api_base)):
+        print("the worker needs DATABASE_URL, TEMPORAL_ADDRESS and STRIPE_API_KEY (or STRIPE_API_BASE); "
+              "`python -m starter run` starts an embedded stack instead", file=sys.stderr)
+        return 2
+    asyncio.run(worker.main())
+    return 0
 
 
 def reconcile(settings: Settings) -> int:
