@@ -17,10 +17,6 @@ class Actor:
     firm_id: str | None  # None: the platform operator
 
     @property
-    def is_operator(self) -> bool:
-        return self.firm_id is None
-
-    @property
     def label(self) -> str:
         return "operator" if self.firm_id is None else f"firm:{self.firm_id}"
 

@@ -1,6 +1,7 @@
 """Every failure as `application/problem+json` (RFC 9457), with a `detail` a person reads and,
 for validation, the fields at fault. Nothing here is a traceback."""
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -27,6 +28,20 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
                         headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
 
+# Exceptions whose message is the sentence to give, and the status they answer with. A
+# NotFound is also a Refused: handlers are looked up by the exception's own class first.
+ANSWERED: list[tuple[type[Exception], int, str]] = [
+    (Unauthorized, 401, "Unauthorized"), (NotFound, 404, "Not found"), (Refused, 422, "Refused"),
+    (NoAnswer, 503, "No answer in time"),
+]
+
+
+def _answer_with(status: int, title: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        return problem(status, title, str(exc))
+    return handler
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -35,21 +50,8 @@ def install(app: FastAPI) -> None:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem(422, "The request is not valid", detail, errors=errors)
 
-    @app.exception_handler(Unauthorized)
-    async def unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
-        return problem(401, "Unauthorized", str(exc))
-
-    @app.exception_handler(NotFound)
-    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return problem(404, "Not found", str(exc))
-
-    @app.exception_handler(Refused)
-    async def refused(_: Request, exc: Refused) -> JSONResponse:
-        return problem(422, "Refused", str(exc))
-
-    @app.exception_handler(NoAnswer)
-    async def no_answer(_: Request, exc: NoAnswer) -> JSONResponse:
-        return problem(503, "No answer in time", str(exc))
+    for exc_type, status, title in ANSWERED:
+        app.add_exception_handler(exc_type, _answer_with(status, title))
 
     @app.exception_handler(RPCError)
     async def temporal_down(_: Request, exc: RPCError) -> JSONResponse:

@@ -9,18 +9,16 @@ from fastapi import APIRouter, Depends, Header, Path, Query
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing.intervals import Line
+from contracts.subscription import ChangeResult, Ended, Scheduled
 from contracts.views import ClientTab, ClientView, FirmOverview, InvoiceView, Page
 from starter.access import Actor
 from starter.api_errors import Unauthorized
 from starter.api_schemas import (
     CardAnswer,
     CardBody,
-    ChangeAnswer,
     ChangePlanBody,
     ClientCreate,
-    EndedAnswer,
     PlanView,
-    ScheduledAnswer,
     Subscribe,
     SubscriptionAnswer,
     SwitchIntervalBody,
@@ -89,51 +87,45 @@ def v1_router(portal: Portal, sessions: sessionmaker[Session]) -> APIRouter:
                                   interval=s.interval, payer=s.payer, status=s.status, period_start=s.period_start,
                                   period_end=s.period_end)
 
-    @api.post("/clients/{client_id}/subscriptions/{line}/change-plan", response_model=ChangeAnswer,
+    @api.post("/clients/{client_id}/subscriptions/{line}/change-plan", response_model=ChangeResult,
               tags=["changes"])
-    async def change_plan(client_id: ClientId, line: Line, body: ChangePlanBody, who: Caller) -> ChangeAnswer:
-        r = await service.change_plan(client_id=client_id, plan_code=body.plan, line=line.value, actor=who)
-        return ChangeAnswer(**r.model_dump())
+    async def change_plan(client_id: ClientId, line: Line, body: ChangePlanBody, who: Caller) -> ChangeResult:
+        return await service.change_plan(client_id=client_id, plan_code=body.plan, line=line.value, actor=who)
 
-    @api.post("/clients/{client_id}/subscriptions/{line}/change-plan/preview", response_model=ChangeAnswer,
+    @api.post("/clients/{client_id}/subscriptions/{line}/change-plan/preview", response_model=ChangeResult,
               tags=["changes"])
-    async def preview(client_id: ClientId, line: Line, body: ChangePlanBody, who: Caller) -> ChangeAnswer:
-        r = await service.preview_change_plan(client_id=client_id, plan_code=body.plan, line=line.value, actor=who)
-        return ChangeAnswer(**r.model_dump())
+    async def preview(client_id: ClientId, line: Line, body: ChangePlanBody, who: Caller) -> ChangeResult:
+        return await service.preview_change_plan(client_id=client_id, plan_code=body.plan, line=line.value, actor=who)
 
-    @api.post("/clients/{client_id}/subscriptions/{line}/switch-interval", response_model=ScheduledAnswer,
+    @api.post("/clients/{client_id}/subscriptions/{line}/switch-interval", response_model=Scheduled,
               tags=["changes"])
     async def switch_interval(client_id: ClientId, line: Line, body: SwitchIntervalBody,
-                              who: Caller) -> ScheduledAnswer:
-        r = await service.switch_interval(client_id=client_id, interval=body.interval.value, line=line.value,
-                                          actor=who)
-        return ScheduledAnswer(**r.model_dump())
+                              who: Caller) -> Scheduled:
+        return await service.switch_interval(client_id=client_id, interval=body.interval.value, line=line.value,
+                                             actor=who)
 
-    @api.post("/clients/{client_id}/subscriptions/{line}/cancel", response_model=ScheduledAnswer, tags=["changes"])
-    async def cancel(client_id: ClientId, line: Line, who: Caller) -> ScheduledAnswer:
-        return ScheduledAnswer(**(await service.cancel(client_id=client_id, line=line.value, actor=who)).model_dump())
+    @api.post("/clients/{client_id}/subscriptions/{line}/cancel", response_model=Scheduled, tags=["changes"])
+    async def cancel(client_id: ClientId, line: Line, who: Caller) -> Scheduled:
+        return await service.cancel(client_id=client_id, line=line.value, actor=who)
 
-    @api.post("/clients/{client_id}/subscriptions/{line}/reactivate", response_model=ScheduledAnswer,
+    @api.post("/clients/{client_id}/subscriptions/{line}/reactivate", response_model=Scheduled,
               tags=["changes"])
-    async def reactivate(client_id: ClientId, line: Line, who: Caller) -> ScheduledAnswer:
-        r = await service.reactivate(client_id=client_id, line=line.value, actor=who)
-        return ScheduledAnswer(**r.model_dump())
+    async def reactivate(client_id: ClientId, line: Line, who: Caller) -> Scheduled:
+        return await service.reactivate(client_id=client_id, line=line.value, actor=who)
 
-    @api.post("/clients/{client_id}/subscriptions/{line}/cancel-now", response_model=EndedAnswer, tags=["changes"])
-    async def cancel_now(client_id: ClientId, line: Line, who: Caller) -> EndedAnswer:
-        return EndedAnswer(**(await service.cancel_now(client_id=client_id, line=line.value, actor=who)).model_dump())
+    @api.post("/clients/{client_id}/subscriptions/{line}/cancel-now", response_model=Ended, tags=["changes"])
+    async def cancel_now(client_id: ClientId, line: Line, who: Caller) -> Ended:
+        return await service.cancel_now(client_id=client_id, line=line.value, actor=who)
 
-    @api.post("/clients/{client_id}/subscriptions/{line}/stop-paying", response_model=ScheduledAnswer,
+    @api.post("/clients/{client_id}/subscriptions/{line}/stop-paying", response_model=Scheduled,
               tags=["changes"])
-    async def stop_paying(client_id: ClientId, line: Line, who: Caller) -> ScheduledAnswer:
-        r = await service.stop_paying(client_id=client_id, line=line.value, actor=who)
-        return ScheduledAnswer(**r.model_dump())
+    async def stop_paying(client_id: ClientId, line: Line, who: Caller) -> Scheduled:
+        return await service.stop_paying(client_id=client_id, line=line.value, actor=who)
 
-    @api.post("/clients/{client_id}/subscriptions/{line}/take-over", response_model=ScheduledAnswer,
+    @api.post("/clients/{client_id}/subscriptions/{line}/take-over", response_model=Scheduled,
               tags=["changes"])
-    async def take_over(client_id: ClientId, line: Line, body: TakeOverBody, who: Caller) -> ScheduledAnswer:
-        r = await service.take_over(client_id=client_id, payer_kind=body.payer, line=line.value, actor=who)
-        return ScheduledAnswer(**r.model_dump())
+    async def take_over(client_id: ClientId, line: Line, body: TakeOverBody, who: Caller) -> Scheduled:
+        return await service.take_over(client_id=client_id, payer_kind=body.payer, line=line.value, actor=who)
 
     @api.put("/clients/{client_id}/card", response_model=CardAnswer, tags=["cards"])
     async def client_card(client_id: ClientId, body: CardBody, who: Caller) -> CardAnswer:

@@ -98,24 +98,6 @@ class SubscriptionAnswer(BaseModel):
     period_end: date
 
 
-class ChangeAnswer(BaseModel):
-    kind: Literal["upgrade", "downgrade", "withdrawn"]
-    plan: str
-    effective_on: date
-    amount: int | None = None  # the prorated charge of an upgrade, cents excl. VAT (R7)
-    invoice_number: str | None = None
-
-
-class ScheduledAnswer(BaseModel):
-    effective_on: date
-    detail: str
-
-
-class EndedAnswer(BaseModel):
-    ended_on: date
-    invoice_number: str | None = None
-
-
 class CardAnswer(BaseModel):
     payer: Payer
     status: Literal["registered"] = "registered"

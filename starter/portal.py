@@ -50,7 +50,8 @@ class Portal:
         return await self._read(lambda s: read_models.list_clients(s, firm_id=actor.firm_id, cursor=cursor, limit=limit))
 
     async def client(self, actor: Actor, client_id: str) -> ClientView:
-        return (await self.client_tab(actor, client_id)).client
+        row = await self._visible(actor, client_id)
+        return ClientView(id=row.id, external_id=row.external_id, name=row.name, email=row.email, firm_id=row.firm_id)
 
     async def client_tab(self, actor: Actor, client_id: str) -> ClientTab:
         tab = await self._read(lambda s: read_models.client_tab(s, self.catalog, client_id=client_id))
@@ -61,7 +62,7 @@ class Portal:
     # --- billing history ------------------------------------------------------------------
 
     async def client_invoices(self, actor: Actor, client_id: str, *, cursor: str | None, limit: int) -> Page[InvoiceView]:
-        await self.client_tab(actor, client_id)  # R15 first
+        await self._visible(actor, client_id)  # R15 first
         return await self._read(
             lambda s: read_models.client_invoices(s, client_id=client_id, cursor=cursor, limit=limit))
 
@@ -91,7 +92,7 @@ class Portal:
     # --- cards and usage ---------------------------------------------------------------------
 
     async def register_client_card(self, actor: Actor, client_id: str, card: str) -> Payer:
-        await self.client_tab(actor, client_id)
+        await self._visible(actor, client_id)
         payer = Payer(kind="client", id=client_id)
         await self.service.register_card(payer=payer, card=card)
         return payer
@@ -111,6 +112,9 @@ class Portal:
         return await asyncio.to_thread(write)
 
     # --- helpers ------------------------------------------------------------------------------
+
+    async def _visible(self, actor: Actor, client_id: str) -> Client:
+        return await asyncio.to_thread(self.service.visible_client, client_id, actor)
 
     async def _read(self, read: Callable[[Session], T]) -> T:
         def run() -> T:

@@ -83,7 +83,7 @@ class SubscriptionService:
                         actor: Actor = OPERATOR) -> SubscriptionState:
         plan = self._plan(plan_code)
         interval_ = _interval(interval)
-        client = await asyncio.to_thread(self._client, client_id, actor)
+        client = await asyncio.to_thread(self.visible_client, client_id, actor)
         occupied = await asyncio.to_thread(self._occupied_lines, client_id)
         check_new_subscription(plan, interval_, payer_kind, occupied)
         line = home_line(plan.product)
@@ -180,14 +180,14 @@ class SubscriptionService:
 
     async def take_over(self, *, client_id: str, payer_kind: str, line: str | None = None,
                         actor: Actor = OPERATOR) -> Scheduled:
-        client = await asyncio.to_thread(self._client, client_id, actor)
+        client = await asyncio.to_thread(self.visible_client, client_id, actor)
         if payer_kind not in ("firm", "client"):
             raise Refused(f"payer must be 'firm' or 'client', not '{payer_kind}'")
         payer = Payer(kind="firm", id=client.firm_id) if payer_kind == "firm" else Payer(kind="client", id=client_id)
         return await self._update(actor, client_id, _line(line), SubscriptionWorkflow.take_over, TakeOver(payer=payer))
 
     async def state(self, *, client_id: str, actor: Actor = OPERATOR, line: str | None = None) -> SubscriptionState:
-        await asyncio.to_thread(self._client, client_id, actor)
+        await asyncio.to_thread(self.visible_client, client_id, actor)
         handle = self.temporal.get_workflow_handle_for(SubscriptionWorkflow.run, workflow_id(client_id, _line(line)))
         try:
             return await handle.query(SubscriptionWorkflow.current)
@@ -197,7 +197,7 @@ class SubscriptionService:
             raise
 
     async def _update(self, actor: Actor, client_id: str, line: Line, update: Any, *args: Any) -> Any:
-        await asyncio.to_thread(self._client, client_id, actor)  # R15: another firm's client is not found
+        await asyncio.to_thread(self.visible_client, client_id, actor)  # R15: another firm's client is not found
         handle = self.temporal.get_workflow_handle(workflow_id(client_id, line))
         try:
             return await asyncio.wait_for(handle.execute_update(update, *args), ANSWER_DEADLINE.total_seconds())
@@ -315,7 +315,8 @@ class SubscriptionService:
         except UnknownPlan as exc:
             raise Refused(str(exc)) from None
 
-    def _client(self, client_id: str, actor: Actor = OPERATOR) -> ClientRow:
+    def visible_client(self, client_id: str, actor: Actor = OPERATOR) -> ClientRow:
+        """The client, if `actor` may see it (R15); else NotFound, worded as for a missing id."""
         with self.sessions() as session:
             client = session.get(ClientRow, client_id)
             if client is None or not actor.may_see(client.firm_id):

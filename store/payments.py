@@ -2,7 +2,7 @@
 used by the charge activity and by the Stripe webhook."""
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.statuses import AttemptStatus, InvoiceStatus
@@ -59,12 +59,6 @@ def end_attempt(session: Session, attempt: PaymentAttempt, status: AttemptStatus
     attempt.failure_code, attempt.failure_message = code, message
     _release(invoices_of(session, attempt), attempt)
     session.flush()
-
-
-def release_all(session: Session, attempt_id: int) -> None:
-    session.execute(
-        update(Invoice).where(Invoice.collecting_attempt_id == attempt_id).values(collecting_attempt_id=None)
-    )
 
 
 def _release(invoices: list[Invoice], attempt: PaymentAttempt) -> None:

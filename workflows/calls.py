@@ -2,7 +2,7 @@
 
 Outages are retried until they pass. An activity that raises the non-retryable
 `Unrecoverable` error (a constraint violated, a value the store cannot hold) is not retried:
-the caller gets None, the operator an alert (R11), and the workflow goes on.
+`unrecoverable()` tells the caller so, which alerts the operator (R11) and goes on.
 """
 from collections.abc import Callable
 from datetime import timedelta

@@ -369,14 +369,12 @@ class SubscriptionWorkflow:
             s.plan, s.scheduled_plan = target, None
             await self._commit(*self._notice(
                 "upgraded", f"Upgraded to {target.name}: {format_eur(amount)} excl. VAT charged now", s.payer))
-            number = None
-            if amount > 0:
-                invoice = await self._issue(f"{s.subscription_id}:upgrade:v{s.version}", today,
-                                            [proration_line(target, today, s.period_end, amount)])
-                self._collect(invoice, today)
-                number = invoice.number if invoice else None
-            return ChangeResult(kind="upgrade", plan=target.code, effective_on=today, amount=amount,
-                                invoice_number=number)
+            if amount == 0:
+                return outcome
+            invoice = await self._issue(f"{s.subscription_id}:upgrade:v{s.version}", today,
+                                        [proration_line(target, today, s.period_end, amount)])
+            self._collect(invoice, today)
+            return outcome.model_copy(update={"invoice_number": invoice.number if invoice else None})
 
     @workflow.update
     async def preview_change_plan(self, request: ChangePlan) -> ChangeResult:

@@ -1,5 +1,6 @@
 """Defects an audit of issue 7's hardening found, each shown by a test first (real parts)."""
 import asyncio
+from dataclasses import replace
 from datetime import date, timedelta
 
 from sqlalchemy import select, update
@@ -75,8 +76,7 @@ def test_r10_a_take_over_starts_on_the_period_end_even_when_the_last_charge_runs
     """The old run waits for its final charge (Stripe down past midnight for two days): the
     new payer's subscription still starts on the period end, with no gap."""
     proxy = TcpProxy(localstripe.port)  # type: ignore[attr-defined]
-    parts = SimulationParts(simulation_parts.postgres_admin_url, simulation_parts.stripe_api_key, proxy.url,
-                            simulation_parts.test_server_path, simulation_parts.template_database)
+    parts = replace(simulation_parts, stripe_api_base=proxy.url)
 
     async def body(sim: Simulation) -> None:
         await sim.service.subscribe(client_id="cli-0", plan_code="essentiel", interval="monthly", payer_kind="firm")

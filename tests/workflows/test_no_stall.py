@@ -4,6 +4,7 @@ Real time-skipping Temporal server, PostgreSQL and localstripe; the workflow his
 read back to show that no workflow task failed."""
 import asyncio
 import time
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from datetime import time as clock
 
@@ -193,8 +194,7 @@ def test_r17_with_stripe_cut_off_changes_answer_and_charges_complete_once_stripe
     change_plan, cancel and cancel_now answer (their invoices issued in the answer); once
     Stripe is back each charge completes, once."""
     proxy = TcpProxy(localstripe.port)  # type: ignore[attr-defined]
-    parts = SimulationParts(simulation_parts.postgres_admin_url, simulation_parts.stripe_api_key, proxy.url,
-                            simulation_parts.test_server_path, simulation_parts.template_database)
+    parts = replace(simulation_parts, stripe_api_base=proxy.url)
 
     async def body(sim: Simulation) -> None:
         await sim.service.subscribe(client_id="cli-0", plan_code="essentiel", interval="monthly", payer_kind="firm")

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -161,8 +162,7 @@ def test_stripe_down_during_a_renewal_is_retried_until_it_answers_and_charges_on
     outage: str, simulation_parts: SimulationParts, localstripe: object
 ) -> None:
     proxy = TcpProxy(localstripe.port)  # type: ignore[attr-defined]
-    parts = SimulationParts(simulation_parts.postgres_admin_url, simulation_parts.stripe_api_key, proxy.url,
-                            simulation_parts.test_server_path, simulation_parts.template_database)
+    parts = replace(simulation_parts, stripe_api_base=proxy.url)
 
     async def main() -> None:
         async with simulation(CATALOG, parts, first_date=START) as sim:
