@@ -1,5 +1,6 @@
 """All configuration, read once from the environment (or a .env file) through one class."""
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,17 @@ class Settings(BaseSettings):
     # R16: the smallest amount Stripe charges, in cents (€0.50 for EUR).
     minimum_charge: int = Field(default=50, ge=1)
 
+    # E-mail (R13 notices and the rest): unset means a local SMTP server started by `run`
+    # catches the mail in DATA_DIR/mail. smtp://user:pass@host:587?starttls=1, or smtps://…:465.
+    smtp_url: str | None = None
+    mail_from: str = "Facturation <facturation@localhost>"
+
+    # Observability: where the worker's Prometheus endpoint listens (the Temporal SDK's
+    # metrics and ours); unset means a free loopback port for `run`, 127.0.0.1:9464 for `worker`.
+    metrics_address: str | None = None
+    log_format: Literal["json", "text"] = "json"  # JSON lines on stderr, with the ids they concern
+    log_level: str = "INFO"
+
     catalog_path: Path | None = None
     data_dir: Path = PROJECT_ROOT / ".var"
     temporal_ui_port: int | None = None  # free port when unset
@@ -36,6 +48,15 @@ class Settings(BaseSettings):
         if not days or any(d <= 0 for d in days) or days != sorted(set(days)):
             raise ValueError("dunning_retry_days must be increasing positive days, e.g. [3, 6, 9]")
         return days
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_readable(cls, url: str | None) -> str | None:
+        if url:
+            from notices.smtp import SmtpServer
+
+            SmtpServer.from_url(url)  # BadSmtpUrl is a ValueError: says what is wrong
+        return url
 
     @field_validator("database_url")
     @classmethod

@@ -4,34 +4,31 @@
 """
 import asyncio
 import logging
+import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Worker
 
 from activities.dunning import DunningActivities
 from activities.payments import DEFAULT_MINIMUM_CHARGE, PaymentActivities
 from activities.records import RecordActivities
 from adapters.stripe_gateway import StripeGateway
+from observability.metrics import install_runtime
 from settings import Settings
 from workflows.dunning import InvoiceDunningWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
 ACTIVITY_THREADS = 16
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
 def forward_core_logs(level: int = logging.WARNING) -> None:
-    """Send the SDK core's logs to Python logging (stderr), never to stdout."""
-    logger = logging.getLogger("temporalio.core")
-    logger.setLevel(level)
-    runtime = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
-        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
-        forwarding=LogForwardingConfig(logger=logger),
-    )))
-    Runtime.set_default(runtime, error_if_already_set=False)
+    """Send the SDK core's logs to Python logging (stderr), never to stdout; no metrics."""
+    install_runtime(None, level)
 
 
 async def connect(address: str, namespace: str = "default") -> Client:
@@ -53,21 +50,52 @@ def build_worker(client: Client, task_queue: str, sessions: sessionmaker[Session
         # Activities are synchronous (SQLAlchemy, Stripe SDK): they run on these threads.
         activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
+        # On SIGTERM, activities in hand get this long to finish (compose waits 30 s) before they
+        # are cancelled; a charge cut short is resumed by another worker from its recorded attempt.
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:9464"
+
+
 async def main() -> None:
+    """The production worker: workflows, activities and the mail dispatcher, one process."""
+    from notices.dispatcher import MailDispatcher, dispatch_forever
+    from notices.smtp import SmtpServer
+    from observability.logs import configure_logging
     from store.db import make_engine, make_session_factory
 
-    forward_core_logs()
     settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
     if not (settings.database_url and settings.temporal_address and (settings.stripe_api_key or settings.stripe_api_base)):
         raise SystemExit("worker.py needs DATABASE_URL, TEMPORAL_ADDRESS and STRIPE_API_KEY "
                          "(or STRIPE_API_BASE); `python -m starter run` starts an embedded stack instead")
+    smtp = SmtpServer.from_url(settings.smtp_url) if settings.smtp_url else None
+    metrics_address = settings.metrics_address or DEFAULT_METRICS_ADDRESS
+    install_runtime(metrics_address)
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     gateway = StripeGateway(settings.stripe_api_key or "sk_test_localstripe", settings.stripe_api_base)
     sessions = make_session_factory(make_engine(settings.database_url))
-    await build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge).run()
+    log = logging.getLogger("worker")
+    log.info("worker polling %s on %s; metrics on http://%s/metrics", settings.task_queue, settings.temporal_address,
+             metrics_address)
+    mailer = None
+    if smtp is None:
+        log.warning("SMTP_URL is unset: notices stay in the outbox until a worker with SMTP_URL sends them")
+    else:
+        log.info("sending e-mail through %s", smtp.describe())
+        mailer = asyncio.create_task(dispatch_forever(MailDispatcher(sessions, smtp, settings.mail_from)))
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # `docker stop`: finish the tasks in hand, then leave
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        async with build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge):
+            await stop.wait()
+            log.info("stopping: finishing the tasks in hand")
+    finally:
+        if mailer is not None:
+            mailer.cancel()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ class DunningActivities:
                 DUNNING_WORKFLOW, request, id=dunning_workflow_id(request.dunning.invoice_id),
                 task_queue=self._task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"retries of unpaid invoice {request.dunning.number} · {request.client_id} "
+                               f"· paid by {request.payer.label}",
             )
         except WorkflowAlreadyStartedError:
             pass  # it ran and finished: the invoice is settled one way or the other

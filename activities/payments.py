@@ -21,6 +21,7 @@ from adapters.stripe_gateway import IntentView, RequestRefused, StripeGateway
 from billing.money import format_eur
 from billing.statuses import AttemptStatus, ChargeResult, InvoiceStatus
 from contracts.activities import ChargeInvoice, ChargeOutcome
+from observability.metrics import count
 from store.alerts import raise_alert
 from store.models import Invoice, PaymentAttempt, PaymentAttemptInvoice, PaymentCustomer
 from store.notifications import queue_notice
@@ -41,9 +42,16 @@ class PaymentActivities:
     def charge_invoice(self, request: ChargeInvoice) -> ChargeOutcome:
         key = f"invoice-{request.invoice_id}-attempt-{request.attempt_no}"
         try:
-            return self._charge(request, key)
+            outcome = self._charge(request, key)
         except RequestRefused as exc:
-            return self._refused(request, key, exc)
+            outcome = self._refused(request, key, exc)
+        count("billing_charges", outcome=outcome.status.value)
+        if outcome.status is ChargeResult.DECLINED:
+            count("billing_declines")
+        activity.logger.info("charge of invoice %s, attempt %s: %s%s", request.invoice_id, request.attempt_no,
+                             outcome.status.value, f" ({outcome.failure_message})" if outcome.failure_message else "",
+                             extra={"invoice": request.invoice_id})
+        return outcome
 
     def _charge(self, request: ChargeInvoice, key: str) -> ChargeOutcome:
         if not self._attempt_exists(key):
@@ -201,6 +209,8 @@ class PaymentActivities:
             subject=f"Payment of {format_eur(attempt.amount)} for invoice {invoice.display_number} failed: "
                     f"{attempt.failure_message}",
             business_date=request.business_date,
+            payload={"client_id": invoice.client_id, "invoice": invoice.display_number or "", "amount": attempt.amount,
+                     "failure": attempt.failure_message or "", "attempt_no": request.attempt_no},
         )
         return _outcome_of(attempt)
 

@@ -5,6 +5,7 @@ from temporalio import activity
 
 from activities.errors import unrecoverable_errors_classified
 from billing.invoices import draft
+from billing.money import format_eur
 from billing.statuses import InvoiceStatus
 from contracts.activities import (
     ClosePeriod,
@@ -18,9 +19,10 @@ from contracts.activities import (
     RecordState,
 )
 from contracts.subscription import SubscriptionState
+from observability.metrics import count
 from store.alerts import raise_alert
 from store.invoices import draft_invoice, finalize_invoice
-from store.models import Invoice, SubscriptionPeriod
+from store.models import Client, Invoice, Subscription, SubscriptionPeriod
 from store.notifications import queue_notice
 from store.reservations import pass_lines, release_lines, reserve_lines
 from store.subscriptions import ensure_period, upsert_subscription
@@ -48,10 +50,13 @@ class RecordActivities:
 
     @activity.defn
     @unrecoverable_errors_classified
-    def record_state(self, request: RecordState) -> None:
-        """Write the subscription's state to the read model and open its current period."""
+    def record_state(self, request: RecordState) -> int:
+        """Write the subscription's state to the read model and open its current period.
+        Answers the documents used so far this period (for the operator's view of the workflow)."""
         with self._sessions.begin() as session:
             _record(session, request.state, request.notices)
+            used = session.scalar(select(Subscription.used).where(Subscription.id == request.state.subscription_id))
+            return int(used or 0)
 
     @activity.defn
     @unrecoverable_errors_classified
@@ -92,6 +97,7 @@ class RecordActivities:
                 payer_kind=request.payer.kind, payer_id=request.payer.id, issued_on=request.issued_on,
                 content=content, subscription_id=request.subscription_id,
             )
+            newly_issued = invoice.number is None
             invoice = finalize_invoice(session, invoice.id)
             number = invoice.display_number
             assert number is not None
@@ -99,21 +105,38 @@ class RecordActivities:
                 session, dedupe_key=f"invoice:{invoice.id}", kind="invoice_issued",
                 recipient_kind=request.payer.kind, recipient_id=request.payer.id,
                 subject=f"Invoice {number} for client {request.client_id}", business_date=request.issued_on,
-                payload={"invoice": number, "total": invoice.total},
+                payload={"invoice": number, "total": invoice.total, "subtotal": invoice.subtotal,
+                         "tax": invoice.tax, "client_id": request.client_id, "issued_on": invoice.issued_on.isoformat()},
             )
-            return IssuedInvoice(invoice_id=invoice.id, number=number, issued_on=invoice.issued_on,
-                                 subtotal=invoice.subtotal, tax=invoice.tax, total=invoice.total,
-                                 status=InvoiceStatus(invoice.status))
+            issued = IssuedInvoice(invoice_id=invoice.id, number=number, issued_on=invoice.issued_on,
+                                   subtotal=invoice.subtotal, tax=invoice.tax, total=invoice.total,
+                                   status=InvoiceStatus(invoice.status))
+        if newly_issued:  # counted once it is committed, not again when a retry finds it
+            count("billing_invoices_issued")
+            activity.logger.info("invoice %s issued: %s", number, issued.total,
+                                 extra={"client_id": request.client_id, "subscription_id": request.subscription_id,
+                                        "invoice": number})
+        return issued
 
     @activity.defn
     @unrecoverable_errors_classified
     def mark_uncollectible(self, request: MarkUncollectible) -> None:
         """R11: after the last failed retry, the open invoices are written off."""
         with self._sessions.begin() as session:
-            session.execute(
+            written_off = session.scalars(
                 update(Invoice).where(Invoice.id.in_(request.invoice_ids), Invoice.status == InvoiceStatus.OPEN)
-                .values(status=InvoiceStatus.UNCOLLECTIBLE)
-            )
+                .values(status=InvoiceStatus.UNCOLLECTIBLE).returning(Invoice)
+            ).all()
+            for invoice in written_off:  # the payer and the firm hear of it, once per invoice
+                for kind, who in _payer_and_firm(session, invoice):
+                    queue_notice(
+                        session, dedupe_key=f"uncollectible:{invoice.id}:{kind}:{who}", kind="invoice_uncollectible",
+                        recipient_kind=kind, recipient_id=who,
+                        subject=f"Invoice {invoice.display_number} ({format_eur(invoice.total)}) is uncollectible",
+                        business_date=request.business_date or invoice.issued_on,
+                        payload={"client_id": invoice.client_id, "invoice": invoice.display_number or "",
+                                 "total": invoice.total, "payer_kind": invoice.payer_kind, "payer_id": invoice.payer_id},
+                    )
 
     @activity.defn
     def raise_alert(self, request: RaiseAlert) -> None:
@@ -155,8 +178,14 @@ def _scheduled(s: SubscriptionState) -> dict[str, object]:
     return scheduled
 
 
+def _payer_and_firm(session: Session, invoice: Invoice) -> list[tuple[str, str]]:
+    firm_id = session.get_one(Client, invoice.client_id).firm_id
+    return sorted({(invoice.payer_kind, invoice.payer_id), ("firm", firm_id)})
+
+
 def _queue(session: Session, notice: Notice) -> None:
     queue_notice(
         session, dedupe_key=notice.dedupe_key, kind=notice.kind, recipient_kind=notice.recipient.kind,
         recipient_id=notice.recipient.id, subject=notice.subject, business_date=notice.business_date,
+        payload=dict(notice.facts),
     )

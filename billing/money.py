@@ -18,6 +18,16 @@ def vat(subtotal: Cents) -> Cents:
     return round_half_up(subtotal * VAT_RATE)
 
 
+NBSP = "\u00a0"  # French typography: no line break inside an amount, nor before the €
+
+
+def format_eur_fr(amount: Cents) -> str:
+    """1234567 -> '12 345,67 €' (no-break spaces): amounts as French readers write them."""
+    sign = "-" if amount < 0 else ""
+    euros, cents = divmod(abs(amount), 100)
+    return f"{sign}{euros:,}".replace(",", NBSP) + f",{cents:02d}{NBSP}€"
+
+
 def format_eur(amount: Cents) -> str:
     """1355 -> '13.55 EUR' for notices; never parsed back."""
     sign = "-" if amount < 0 else ""

@@ -9,11 +9,15 @@ from contracts.subscription import Payer, SubscriptionState
 
 
 class Notice(BaseModel):
+    """A notice to queue in the outbox. `subject` is the operator's one-line summary; the
+    e-mail is written from `kind` and `facts` (plan, dates, amounts in cents) when it is sent."""
+
     dedupe_key: str
     kind: str
     recipient: Payer
     subject: str
     business_date: date
+    facts: dict[str, str | int] = {}
 
 
 class RecordState(BaseModel):
@@ -89,3 +93,4 @@ class RaiseAlert(BaseModel):
 
 class MarkUncollectible(BaseModel):
     invoice_ids: list[int]
+    business_date: date | None = None  # the payer's notice's date; None from runs older than it

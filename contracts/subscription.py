@@ -36,6 +36,7 @@ class Dunning(BaseModel):
     invoice_id: int
     number: str
     first_failed_at: datetime
+    total: int | None = None  # cents; for operators' summaries (None in runs older than it)
     scheduled_done: int = 0  # scheduled retries made so far
     attempts: int = 1  # charge attempts so far; the next one is attempts + 1
 

@@ -18,6 +18,7 @@ from adapters.stripe_gateway import StripeGateway
 from billing.statuses import InvoiceStatus
 from starter.api_errors import install as install_problem_handlers
 from starter.api_errors import problem
+from starter.api_metrics import ApiMetrics
 from starter.api_routes import v1_router
 from starter.idempotency import IdempotencyMiddleware
 from starter.portal import Portal
@@ -34,9 +35,12 @@ def create_app(sessions: sessionmaker[Session], gateway: StripeGateway, webhook_
                               "Every call carries `Authorization: Bearer <API key>`; every POST and PUT "
                               "may carry an `Idempotency-Key`.")
     install_problem_handlers(app)
+    metrics = ApiMetrics()
     if portal is not None:
-        app.include_router(v1_router(portal, sessions))
+        app.include_router(v1_router(portal, sessions, metrics))
         app.add_middleware(IdempotencyMiddleware, sessions=sessions)
+
+    metrics.install(app)
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -13,6 +13,7 @@ from contracts.subscription import ChangeResult, Ended, Scheduled
 from contracts.views import ClientTab, ClientView, FirmOverview, InvoiceView, Page
 from starter.access import Actor
 from starter.api_errors import Unauthorized
+from starter.api_metrics import ApiMetrics
 from starter.api_schemas import (
     CardAnswer,
     CardBody,
@@ -40,7 +41,7 @@ PROBLEMS = {code: {"description": text, "content": {"application/problem+json": 
                                (422, "invalid or refused, with a sentence"), (503, "no answer in time")]}
 
 
-def v1_router(portal: Portal, sessions: sessionmaker[Session]) -> APIRouter:
+def v1_router(portal: Portal, sessions: sessionmaker[Session], metrics: ApiMetrics | None = None) -> APIRouter:
     service = portal.service
 
     def actor(authorization: Annotated[str | None, Header()] = None) -> Actor:
@@ -157,9 +158,14 @@ def v1_router(portal: Portal, sessions: sessionmaker[Session]) -> APIRouter:
         events = [UsageEventIn(e.event_id, e.client_id, e.occurred_at, e.documents) for e in body.events]
         results = await portal.report_usage(who, events)
         answers = [UsageAnswer(event_id=r.event_id, status=r.status, reason=r.reason) for r in results]
-        return UsageBatchAnswer(accepted=sum(a.status == "accepted" for a in answers),
-                                duplicates=sum(a.status == "duplicate" for a in answers),
-                                refused=sum(a.status == "refused" for a in answers), results=answers)
+        answer = UsageBatchAnswer(accepted=sum(a.status == "accepted" for a in answers),
+                                  duplicates=sum(a.status == "duplicate" for a in answers),
+                                  refused=sum(a.status == "refused" for a in answers), results=answers)
+        if metrics is not None:
+            for result, n in (("accepted", answer.accepted), ("duplicate", answer.duplicates),
+                              ("refused", answer.refused)):
+                metrics.usage_events.labels(result).inc(n)
+        return answer
 
     return api
 

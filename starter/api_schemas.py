@@ -11,6 +11,7 @@ from contracts.subscription import Payer
 
 # PostgreSQL text cannot hold NUL: refused at the boundary, with the field named.
 NO_NUL = r"^[^\x00]*$"
+EMAIL = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
 Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
 MAX_USAGE_EVENTS = 10_000
@@ -23,7 +24,8 @@ class Request(BaseModel):
 class ClientCreate(Request):
     name: Text
     external_id: Ref | None = None
-    email: Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    # No control character (NUL cannot be stored; CR/LF would end a mail header)
+    email: Annotated[str, StringConstraints(max_length=320, pattern=EMAIL)] | None = None
     card: Ref | None = None  # a Stripe payment method id, or a test card number on local Stripe
     firm_id: Ref | None = None  # the operator says which firm manages the client; a firm need not
 

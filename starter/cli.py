@@ -3,8 +3,11 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from settings import Settings
 
@@ -37,14 +40,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     create = firms.add_parser("create", help="create a firm; prints {id, api_key} (the key is shown once)")
     create.add_argument("--name", required=True)
     create.add_argument("--id", help="the firm's id (default: made from the name)")
+    create.add_argument("--email", help="where the firm's notices are e-mailed")
     new_key = firms.add_parser("new-key", help="a new API key for a firm; prints {api_key}")
     new_key.add_argument("firm_id")
     revoke = firms.add_parser("revoke-key", help="revoke a firm's keys (all, or the one with --prefix)")
     revoke.add_argument("firm_id")
     revoke.add_argument("--prefix", help="the key's first 12 characters")
     commands.add_parser("operator-key", help="a new platform-operator API key; prints {api_key}")
+    from starter.operator_cli import add_operator_commands
+
+    add_operator_commands(commands)  # subscriptions list|show, invoices show
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # one sentence per setting, no traceback
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper()
+            print(f"{name}: {error['msg']}", file=sys.stderr)
+        return 2
     if args.command == "run":
         return run(settings, args.port, worker=True)
     if args.command == "api":
@@ -59,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from starter.simulate_cli import simulate_file
 
         return simulate_file(settings, args.scenario, args.histories)
+    if args.command in ("subscriptions", "invoices"):
+        from starter.operator_cli import operator_command
+
+        return operator_command(settings, args)
     if args.command in ("firms", "operator-key"):
         from starter.keys_cli import keys_command
 
@@ -109,8 +126,18 @@ def serve_api(settings: Settings, port: int | None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    asyncio.run(_serve(settings, endpoints, stop, port, worker=False, demo=False))
+    if configured:  # production: the port it was given, or fail (never a surprise port)
+        port = port or settings.api_port
+    try:
+        asyncio.run(_serve(settings, endpoints, stop, port, worker=False, demo=False))
+    except PortTaken as exc:
+        print(exc, file=sys.stderr)
+        return 2
     return 0
+
+
+class PortTaken(Exception):
+    """The API's port is in use."""
 
 
 async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Event, port: int | None,
@@ -121,12 +148,20 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
 
     from adapters.stripe_gateway import StripeGateway
     from billing.catalog import DEFAULT_CATALOG_PATH, load_catalog
+    from embedded.processes import free_port
+    from observability.logs import configure_logging
+    from observability.metrics import install_runtime
     from starter.demo import seed_demo
     from starter.service import SubscriptionService
     from store.db import make_engine, make_session_factory
-    from worker import build_worker, connect, forward_core_logs
+    from worker import build_worker, connect
 
-    forward_core_logs()
+    configure_logging(settings.log_format, settings.log_level)
+    metrics_address = settings.metrics_address or f"127.0.0.1:{free_port()}"
+    if worker:
+        install_runtime(metrics_address)  # the worker's /metrics: the SDK's and the product's counters
+    else:
+        install_runtime(None)
     client = await connect(endpoints.temporal_address, settings.temporal_namespace)
     sessions = make_session_factory(make_engine(endpoints.database_url))
     gateway = StripeGateway(endpoints.stripe_api_key, endpoints.stripe_api_base)
@@ -135,6 +170,8 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
         if worker:
             await running.enter_async_context(
                 build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge))
+            running.enter_context(_send_mail(settings, sessions))
+            print(f"Metrics    worker http://{metrics_address}/metrics", flush=True)
         service = SubscriptionService(client, sessions, catalog, gateway, settings.task_queue,
                                       settings.dunning_retry_days)
         if demo:
@@ -168,14 +205,50 @@ async def _start_api(settings: Settings, port: int | None, sessions: "sessionmak
     app = create_app(sessions, gateway, settings.stripe_webhook_secret, service.payment_settled,
                      portal=Portal(sessions, catalog, service))
     server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=chosen, log_level="warning"))
-    asyncio.get_running_loop().create_task(server.serve())
+    async def serve() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's answer to a port it cannot bind (it logged why)
+            pass
+
+    serving = asyncio.get_running_loop().create_task(serve())
     while not server.started:
+        if serving.done():
+            raise PortTaken(f"the API cannot listen on {settings.api_host}:{chosen}: the port is taken "
+                            "or the address is not this machine's")
         await asyncio.sleep(0.05)
     base = f"http://{settings.api_host}:{chosen}"
     print(f"HTTP API   {base}/v1  (docs {base}/docs, OpenAPI {base}/openapi.json, Stripe webhook POST "
           f"{base}/stripe/webhook)", flush=True)
+    print(f"Metrics    API {base}/metrics", flush=True)
     print("API keys   python -m starter firms create --name NAME  |  python -m starter operator-key", flush=True)
     return server
+
+
+@contextmanager
+def _send_mail(settings: Settings, sessions: "sessionmaker[Session]") -> Iterator[None]:
+    """The outbox's sender, to SMTP_URL; unset, to a local SMTP server that keeps each mail
+    as a file in DATA_DIR/mail (nothing leaves the machine)."""
+    import asyncio
+
+    from embedded.mail_catcher import MailCatcher
+    from notices.dispatcher import MailDispatcher, dispatch_forever
+    from notices.smtp import SmtpServer
+
+    with ExitStack() as stack:
+        if settings.smtp_url:
+            server = SmtpServer.from_url(settings.smtp_url)
+            print(f"E-mail     sent through {server.describe()}", flush=True)
+        else:
+            catcher = stack.enter_context(MailCatcher(settings.data_dir / "mail"))
+            server = SmtpServer.from_url(catcher.url)
+            print(f"E-mail     caught by {catcher.url}, one .eml file a mail in {catcher.folder}", flush=True)
+        task = asyncio.get_running_loop().create_task(
+            dispatch_forever(MailDispatcher(sessions, server, settings.mail_from)))
+        try:
+            yield
+        finally:
+            task.cancel()
 
 
 def run_worker(settings: Settings) -> int:

@@ -9,6 +9,7 @@ from store.models import Client, Firm
 TEST_CARD = "4242424242424242"  # localstripe; a real Stripe test account takes "pm_card_visa"
 
 FIRMS = [("cab-dupont", "Cabinet Dupont"), ("cab-leroy", "Cabinet Leroy & Associés")]
+EMAIL_DOMAIN = "example.fr"  # reserved-looking demo addresses; mail goes to the local catcher anyway
 CLIENTS = [
     ("boulangerie-martin", "Boulangerie Martin", "cab-dupont"),
     ("garage-petit", "Garage Petit", "cab-dupont"),
@@ -32,10 +33,10 @@ async def seed_demo(service: SubscriptionService, card: str = TEST_CARD) -> list
     """Create what is missing; return one line per subscription started."""
     with service.sessions.begin() as session:
         for firm_id, name in FIRMS:
-            session.merge(Firm(id=firm_id, name=name))
+            session.merge(Firm(id=firm_id, name=name, email=f"compta@{firm_id}.{EMAIL_DOMAIN}"))
         session.flush()
         for client_id, name, firm_id in CLIENTS:
-            session.merge(Client(id=client_id, name=name, firm_id=firm_id))
+            session.merge(Client(id=client_id, name=name, firm_id=firm_id, email=f"contact@{client_id}.{EMAIL_DOMAIN}"))
     for firm_id, _ in FIRMS:
         await service.register_card(payer=Payer(kind="firm", id=firm_id), card=card)
     for client_id, _, _ in CLIENTS:

@@ -24,7 +24,7 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> int:
         if args.command == "operator-key":
             return _print({"api_key": _new_key(sessions, None)})
         if args.action == "create":
-            return _create_firm(sessions, args.name, args.id)
+            return _create_firm(sessions, args.name, args.id, args.email)
         if args.action == "new-key":
             if not _firm_exists(sessions, args.firm_id):
                 return _fail(f"there is no firm '{args.firm_id}'")
@@ -34,18 +34,20 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> int:
         engine.dispose()
 
 
-def _create_firm(sessions: "sessionmaker[Session]", name: str, firm_id: str | None) -> int:
+def _create_firm(sessions: "sessionmaker[Session]", name: str, firm_id: str | None, email: str | None = None) -> int:
     from store.models import Firm
 
     name = name.strip()
     if not 0 < len(name) <= MAX_NAME:
         return _fail(f"--name must have 1 to {MAX_NAME} characters")
+    if email is not None and not re.fullmatch(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,255}", email):
+        return _fail("--email must be an address like compta@cabinet.fr")
     firm_id = firm_id or _slug(name)
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", firm_id):
         return _fail("--id must be 1 to 64 lowercase letters, digits, '-' or '_'")
     try:
         with sessions.begin() as session:
-            session.add(Firm(id=firm_id, name=name))
+            session.add(Firm(id=firm_id, name=name, email=email))
             session.flush()
             from store.api_keys import new_key
 

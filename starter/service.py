@@ -48,6 +48,7 @@ from store.models import Firm, PaymentCustomer, Subscription
 from store.models import Invoice as InvoiceRow
 from store.subscriptions import live_subscriptions
 from store.usage import UsageRecorded, UsageRefused, period_total, record_usage
+from workflows.details import start_details, start_summary
 from workflows.dunning import InvoiceDunningWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
@@ -118,6 +119,7 @@ class SubscriptionService:
                 SubscriptionWorkflow.run, SubscriptionInput(new=new), id=wf_id,
                 task_queue=self.task_queue, search_attributes=attributes,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                static_summary=start_summary(new), static_details=start_details(new),
             )
             try:
                 return await asyncio.wait_for(

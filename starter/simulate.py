@@ -32,13 +32,14 @@ from billing.rules import Refused
 from contracts import search_attributes as sa
 from contracts.subscription import Payer
 from embedded.postgres import create_database, database_url, drop_database
+from observability.metrics import install_runtime
 from starter.report import build_report
 from starter.scenario import Scenario, ScenarioClient, ScenarioFirm, Step, shift, shift_years
 from starter.service import SubscriptionService, workflow_id
 from store.db import make_engine, make_session_factory
 from store.models import Client as ClientRow
 from store.models import Firm, Subscription
-from worker import build_worker, forward_core_logs
+from worker import build_worker
 from workflows.subscription import SubscriptionWorkflow
 
 STEP_TIME = timedelta(hours=12)  # steps happen at noon in Paris, after the night's renewals
@@ -76,9 +77,11 @@ async def simulate(scenario: Scenario, parts: SimulationParts,
 
 @asynccontextmanager
 async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: date,
-                     task_queue: str | None = None, worker: bool = True) -> AsyncIterator["Simulation"]:
+                     task_queue: str | None = None, worker: bool = True,
+                     metrics_address: str | None = None) -> AsyncIterator["Simulation"]:
     """A fresh database, a time-skipping server and (unless `worker` is False: the caller runs
-    its own, on `task_queue`) a worker; dates are the scenario's own."""
+    its own, on `task_queue`) a worker; dates are the scenario's own. With `metrics_address`,
+    the worker's Prometheus endpoint listens there, as in production."""
     name = f"simulation_{uuid.uuid4().hex[:12]}"
     create_database(parts.postgres_admin_url, name, template=parts.template_database)
     url = database_url(parts.postgres_admin_url, name)
@@ -88,7 +91,7 @@ async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: da
             from store.migrate import upgrade
 
             upgrade(url)
-        forward_core_logs(logging.ERROR)  # stdout carries the report only
+        install_runtime(metrics_address, logging.ERROR)  # stdout carries the report only
         env = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter, test_server_existing_path=parts.test_server_path)
         async with env:

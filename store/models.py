@@ -312,6 +312,9 @@ class Notification(Base):
     """Outbox: a notice is queued in the same transaction as what caused it, sent later."""
 
     __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_to_send", "id", postgresql_where=text("sent_at IS NULL AND failed_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     # Derived from the cause (e.g. "quota:sub-x:2025-03-01:80:firm:cab-1"): queued once.
@@ -323,7 +326,15 @@ class Notification(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     business_date: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Delivery (notices/dispatcher.py): sent once; retried with back-off while the SMTP server
+    # refuses for now; failed for good (no address, address refused) with the reason.
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_to: Mapped[str | None] = mapped_column(String(320))
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class PaymentCustomer(Base):

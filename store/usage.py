@@ -185,7 +185,8 @@ def quota_notices(
             recipient_id=who,
             subject=f"Client {subscription.client_id} has used {pct} % of its document quota",
             business_date=day,
-            payload={"client": subscription.client_id, "used": after, "quota": subscription.quota,
+            payload={"client": subscription.client_id, "client_id": subscription.client_id, "used": after,
+                     "quota": subscription.quota, "percent": pct,
                      "period_start": period_start.isoformat()},
         )
         for pct in reached

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
     from activities.records import RecordActivities
     from contracts.activities import ChargeInvoice, ChargeOutcome, RaiseAlert
+    from workflows.details import charge_summary
 
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
 ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=2))
@@ -38,23 +39,26 @@ def unrecoverable(error: ActivityError) -> str | None:
     return None
 
 
-async def call(activity: Callable[..., T], arg: Any, *, heartbeat: timedelta | None = None) -> T:
+async def call(activity: Callable[..., T], arg: Any, *, heartbeat: timedelta | None = None,
+               summary: str | None = None) -> T:
+    """`summary` is what the Temporal UI shows for this activity ("charge F-00000042, 22,80 €")."""
     return await workflow.execute_activity_method(
         activity, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,
-        heartbeat_timeout=heartbeat,
+        heartbeat_timeout=heartbeat, summary=summary,
     )
 
 
-async def charge(invoice_id: int, attempt_no: int, on: Any) -> ChargeOutcome:
+async def charge(invoice_id: int, attempt_no: int, on: Any, *, number: str, total: int | None) -> ChargeOutcome:
     return await call(PaymentActivities.charge_invoice,
                       ChargeInvoice(invoice_id=invoice_id, attempt_no=attempt_no, business_date=on),
-                      heartbeat=CHARGE_HEARTBEAT)
+                      heartbeat=CHARGE_HEARTBEAT, summary=charge_summary(number, total, attempt_no))
 
 
 async def alert(request: RaiseAlert) -> None:
     workflow.logger.error("operator alert: %s: %s", request.step, request.error)
     try:
         await workflow.execute_activity_method(
-            RecordActivities.raise_alert, request, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ALERT_RETRY)
+            RecordActivities.raise_alert, request, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ALERT_RETRY,
+            summary=f"alert the operator: {request.step}")
     except ActivityError:
         workflow.logger.error("the alert could not be stored: it stays in the workflow's state and log")

@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
+    from billing.money import format_eur_fr
     from billing.periods import paris_date
     from billing.statuses import ChargeResult
     from contracts.activities import MarkUncollectible, RaiseAlert
@@ -30,8 +31,10 @@ class InvoiceDunningWorkflow:
     async def run(self, input: DunningInput) -> DunningOutcome:
         entry = input.dunning
         if input.on_hold:  # Stripe refused the request: only a new card can cure it
+            self._show(input, entry, "on hold: Stripe refused the request; waits for a new card")
             await self._hold(entry)
         while (due := entry.next_retry_at(input.retry_days)) is not None:
+            self._show(input, entry, f"next retry {due:%Y-%m-%d %H:%M} UTC (or at once on a new card)")
             try:
                 await workflow.wait_condition(lambda: self._retry_now,
                                               timeout=max(due - workflow.now(), timedelta(0)))
@@ -42,13 +45,16 @@ class InvoiceDunningWorkflow:
             entry.scheduled_done += 1 if workflow.now() >= due else 0
             card_version = self._card_version
             try:
-                outcome = await calls.charge(entry.invoice_id, entry.attempts, paris_date(workflow.now()))
+                self._show(input, entry, "charging now")
+                outcome = await calls.charge(entry.invoice_id, entry.attempts, paris_date(workflow.now()),
+                                             number=entry.number, total=entry.total)
             except ActivityError as exc:
                 if calls.unrecoverable(exc) is None:
                     raise
                 await calls.alert(RaiseAlert(dedupe_key=f"{dunning_workflow_id(entry.invoice_id)}:{entry.attempts}",
                                              subscription_id=input.subscription_id, invoice_id=entry.invoice_id,
                                              step="charge", error=str(exc.cause)))
+                self._show(input, entry, "on hold: the charge failed for good; waits for a new card")
                 await self._hold(entry)
                 continue
             if outcome.status is ChargeResult.PAID:
@@ -56,12 +62,25 @@ class InvoiceDunningWorkflow:
             if outcome.status is ChargeResult.WAITING:
                 return DunningOutcome(invoice_id=entry.invoice_id, status="waiting")
             if outcome.status is ChargeResult.ERROR:  # the charge activity alerted the operator
+                self._show(input, entry, "on hold: Stripe refused the request; waits for a new card")
                 await self._hold(entry)
                 continue
             if self._card_version != card_version:
                 self._retry_now = True
-        await calls.call(RecordActivities.mark_uncollectible, MarkUncollectible(invoice_ids=[entry.invoice_id]))
+        self._show(input, entry, "every retry failed: uncollectible")
+        await calls.call(RecordActivities.mark_uncollectible, MarkUncollectible(
+            invoice_ids=[entry.invoice_id], business_date=paris_date(workflow.now())),
+            summary=f"write off {entry.number}")
         return DunningOutcome(invoice_id=entry.invoice_id, status="uncollectible")
+
+    @staticmethod
+    def _show(input: DunningInput, entry: Dunning, doing: str) -> None:
+        workflow.set_current_details(
+            f"### Unpaid invoice {entry.number}\n\n| | |\n|---|---|\n"
+            f"| Client | {input.client_id} (firm {input.firm_id}) |\n| Payer | {input.payer.label} |\n"
+            f"| Subscription | {input.subscription_id} (ended) |\n"
+            f"| Amount | {'?' if entry.total is None else format_eur_fr(entry.total)} |\n"
+            f"| Attempts | {entry.attempts} (first failure {entry.first_failed_at:%Y-%m-%d}) |\n| Now | {doing} |")
 
     async def _hold(self, entry: Dunning) -> None:
         """Stripe refused the request itself (R11's last paragraph): no scheduled retry cures

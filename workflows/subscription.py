@@ -60,7 +60,9 @@ with workflow.unsafe.imports_passed_through():
         SwitchInterval,
         TakeOver,
     )
+    from observability.metrics import count
     from workflows import calls
+    from workflows.details import current_details
 
 T = TypeVar("T")
 
@@ -79,6 +81,9 @@ class SubscriptionWorkflow:
         self._refusal: str | None = None  # the subscription could not open (R2)
         self._successor: NewSubscription | None = None  # R10: who takes over at the end
         self._task_failure: Exception | None = None  # raised by `run`: a background task's bug
+        self._used: int | None = None  # documents this period, as the last recorded state read them
+        self._used_as_of: date | None = None
+        self._charging_numbers: dict[int, str] = {}
         if input.state is not None:
             self.state = input.state
             self._ready = True
@@ -87,6 +92,7 @@ class SubscriptionWorkflow:
             self._ready = False  # changes wait until the opening is recorded and billed
         else:
             raise ApplicationError("a subscription run needs `new` or `state`", non_retryable=True)
+        self._show()
 
     # --- life ---------------------------------------------------------------------------
 
@@ -115,7 +121,8 @@ class SubscriptionWorkflow:
         s = self.state
         try:
             refusal = await calls.call(RecordActivities.open_subscription, OpenSubscription(
-                state=s, notices=self._notice("started", f"Subscription to {s.plan.name} started", s.payer)))
+                state=s, notices=self._notice("started", f"Subscription to {s.plan.name} started", s.payer)),
+                summary=f"open {s.plan.name} {s.interval.value} from {s.period_start}")
         except ActivityError as exc:
             if (message := calls.unrecoverable(exc)) is None:
                 raise
@@ -151,6 +158,8 @@ class SubscriptionWorkflow:
         period = period_containing(s.anchor, s.interval, closing.end)
         s.period_start, s.period_end = period.start, period.end
         await self._commit(*self._notice("renewed", f"Subscription renewed until {period.end}", s.payer))
+        count("billing_renewals", meter=workflow.metric_meter(), plan=s.plan.code, interval=s.interval.value)
+        workflow.logger.info("renewed until %s", period.end, extra=self._ids())
         invoice = await self._issue(f"{s.subscription_id}:fee:{period.start}", period.start,
                                     [subscription_line(s.plan, s.interval, period), overage])
         self._collect(invoice, period.start)
@@ -168,7 +177,8 @@ class SubscriptionWorkflow:
         s.ended_on, s.ended_reason = on, reason
         if s.take_over is not None:
             self._successor = self._successor_subscription()
-        await self._commit(*self._notice("ended", f"Subscription ended on {on} ({reason.value})", s.payer))
+        await self._commit(*self._notice("ended", f"Subscription ended on {on} ({reason.value})", s.payer,
+                                         ended_on=on.isoformat(), reason=reason.value))
         # Its own step, so no other write's failure can leave the lines reserved for ever.
         await self._db(RecordActivities.free_lines, FreeLines(
             subscription_id=s.subscription_id,
@@ -257,7 +267,7 @@ class SubscriptionWorkflow:
     def _collect(self, invoice: IssuedInvoice | None, on: date, *, dun: bool = True) -> None:
         """Charge a new invoice in the background (nothing to charge when it is paid: 0 €, R16)."""
         if invoice is not None and invoice.status == InvoiceStatus.OPEN:
-            self._start_charge(invoice.invoice_id, invoice.number, 1, on, dun=dun)
+            self._start_charge(invoice.invoice_id, invoice.number, invoice.total, 1, on, dun=dun)
 
     def _start_due_retries(self) -> None:
         """Retry what is due: every open invoice when the card changed, else those whose day came."""
@@ -271,31 +281,37 @@ class SubscriptionWorkflow:
             if retry_now or scheduled:
                 entry.attempts += 1
                 entry.scheduled_done += 1 if scheduled else 0
-                self._start_charge(entry.invoice_id, entry.number, entry.attempts, self._today())
+                self._start_charge(entry.invoice_id, entry.number, entry.total, entry.attempts, self._today())
 
-    def _start_charge(self, invoice_id: int, number: str, attempt_no: int, on: date, *, dun: bool = True) -> None:
+    def _start_charge(self, invoice_id: int, number: str, total: int | None, attempt_no: int, on: date, *,
+                      dun: bool = True) -> None:
         self._charging.add(invoice_id)
-        asyncio.create_task(self._charge(invoice_id, number, attempt_no, on, dun))
+        self._charging_numbers[invoice_id] = number
+        self._show()
+        asyncio.create_task(self._charge(invoice_id, number, total, attempt_no, on, dun))
 
-    async def _charge(self, invoice_id: int, number: str, attempt_no: int, on: date, dun: bool) -> None:
+    async def _charge(self, invoice_id: int, number: str, total: int | None, attempt_no: int, on: date,
+                      dun: bool) -> None:
         card_version = self.state.card_version
         try:
             try:
-                outcome = await calls.charge(invoice_id, attempt_no, on)
+                outcome = await calls.charge(invoice_id, attempt_no, on, number=number, total=total)
             except ActivityError as exc:
                 message = calls.unrecoverable(exc)
                 if message is None:
                     raise
                 outcome = ChargeOutcome(status=ChargeResult.ERROR, failure_message=message)
             async with self._lock:
-                await self._charged(invoice_id, number, attempt_no, outcome, card_version, dun)
+                await self._charged(invoice_id, number, total, attempt_no, outcome, card_version, dun)
         except Exception as exc:  # a bug here must fail the workflow task (seen, retried), not vanish
             self._task_failure = exc
         finally:
             self._charging.discard(invoice_id)
+            self._charging_numbers.pop(invoice_id, None)
+        self._show()  # not in `finally`: an evicted run's coroutine is closed there, outside the workflow
 
-    async def _charged(self, invoice_id: int, number: str, attempt_no: int, outcome: ChargeOutcome,
-                       card_version: int, dun: bool) -> None:
+    async def _charged(self, invoice_id: int, number: str, total: int | None, attempt_no: int,
+                       outcome: ChargeOutcome, card_version: int, dun: bool) -> None:
         """What a charge came to: paid or waiting (R16) closes it; a decline is dunned (R11);
         a request Stripe refuses waits, open, for a new card (the operator is alerted)."""
         s = self.state
@@ -311,7 +327,7 @@ class SubscriptionWorkflow:
             if entry is not None:
                 _remove(s, entry)
             s.on_hold.append(Dunning(invoice_id=invoice_id, number=number, first_failed_at=workflow.now(),
-                                     attempts=attempt_no))
+                                     attempts=attempt_no, total=total))
             self._note_alert("charge", f"invoice {number}: {outcome.failure_message}")
             await self._commit()
             return
@@ -321,7 +337,7 @@ class SubscriptionWorkflow:
             if entry is not None:
                 _remove(s, entry)
             s.dunning.append(Dunning(invoice_id=invoice_id, number=number, first_failed_at=workflow.now(),
-                                     attempts=attempt_no))
+                                     attempts=attempt_no, total=total))
         elif entry.next_retry_at(s.retry_days) is None and s.ended_on is None:
             await self._give_up()  # the last retry failed
             return
@@ -331,7 +347,8 @@ class SubscriptionWorkflow:
         """Every declined invoice becomes uncollectible and the subscription ends, unpaid (R11)."""
         s, today = self.state, self._today()
         await self._db(RecordActivities.mark_uncollectible,
-                       MarkUncollectible(invoice_ids=[d.invoice_id for d in s.dunning]), step="mark_uncollectible")
+                       MarkUncollectible(invoice_ids=[d.invoice_id for d in s.dunning], business_date=today),
+                       step="mark_uncollectible")
         s.dunning = []
         s.take_over = None  # nobody takes over a subscription that ends unpaid
         overage = await self._close_period(today)
@@ -363,12 +380,14 @@ class SubscriptionWorkflow:
             if outcome.kind == "downgrade":  # R8
                 s.scheduled_plan = target
                 await self._commit(*self._notice(
-                    "downgrade_scheduled", f"Change to {target.name} on {s.period_end}", s.payer))
+                    "downgrade_scheduled", f"Change to {target.name} on {s.period_end}", s.payer,
+                    new_plan=target.name, effective_on=s.period_end.isoformat()))
                 return outcome
             amount = outcome.amount or 0
             s.plan, s.scheduled_plan = target, None
             await self._commit(*self._notice(
-                "upgraded", f"Upgraded to {target.name}: {format_eur(amount)} excl. VAT charged now", s.payer))
+                "upgraded", f"Upgraded to {target.name}: {format_eur(amount)} excl. VAT charged now", s.payer,
+                amount=amount))
             if amount == 0:
                 return outcome
             invoice = await self._issue(f"{s.subscription_id}:upgrade:v{s.version}", today,
@@ -420,7 +439,12 @@ class SubscriptionWorkflow:
             self.validate_switch_interval(request)
             withdrawn = request.interval == s.interval
             s.scheduled_interval = None if withdrawn else request.interval
-            await self._commit()
+            if withdrawn:
+                await self._commit()
+            else:
+                await self._commit(*self._notice(
+                    "interval_switch_scheduled", f"{request.interval.value} from {s.period_end}", s.payer,
+                    new_interval=request.interval.value, effective_on=s.period_end.isoformat()))
             detail = "switch withdrawn" if withdrawn else f"{request.interval.value} from {s.period_end}"
             return Scheduled(effective_on=s.period_end, detail=detail)
 
@@ -509,7 +533,9 @@ class SubscriptionWorkflow:
             self.validate_take_over(request)
             s.take_over = request.payer
             await self._commit(*self._notice(
-                "take_over_registered", f"{request.payer.label} pays from {s.period_end}", request.payer))
+                "take_over_registered", f"{request.payer.label} pays from {s.period_end}", request.payer,
+                new_payer_kind=request.payer.kind, new_payer_id=request.payer.id,
+                effective_on=s.period_end.isoformat()))
             return Scheduled(effective_on=s.period_end, detail=f"{request.payer.label} takes over")
 
     @take_over.validator
@@ -571,12 +597,17 @@ class SubscriptionWorkflow:
         if self.state.ending:
             raise refuse(f"the subscription ends on {self.state.period_end}: reactivate it before {what}")
 
-    def _notice(self, kind: str, subject: str, recipient: Payer) -> list[Notice]:
+    def _notice(self, kind: str, subject: str, recipient: Payer, **facts: str | int) -> list[Notice]:
+        """The notice to the recipient and to the firm, with what its e-mail tells them."""
         s = self.state
         key = f"{kind}:{s.subscription_id}:v{s.version + 1}"
         recipients = {recipient, Payer(kind="firm", id=s.firm_id)}
+        facts = {"client_id": s.client_id, "firm_id": s.firm_id, "plan": s.plan.name,
+                 "interval": s.interval.value, "period_start": s.period_start.isoformat(),
+                 "period_end": s.period_end.isoformat(), "payer_kind": s.payer.kind, "payer_id": s.payer.id,
+                 "price": s.plan.price(s.interval), **facts}
         return [Notice(dedupe_key=f"{key}:{r.label}", kind=kind, recipient=r,
-                       subject=f"{s.client_id}: {subject}", business_date=self._today())
+                       subject=f"{s.client_id}: {subject}", business_date=self._today(), facts=facts)
                 for r in sorted(recipients, key=lambda p: p.label)]
 
     async def _commit(self, *notices: Notice) -> None:
@@ -584,8 +615,12 @@ class SubscriptionWorkflow:
         to operators as search attributes."""
         s = self.state
         s.version += 1
-        await self._db(RecordActivities.record_state,
-                       RecordState(state=s, notices=list(notices)), step="record")
+        used = await self._db(RecordActivities.record_state, RecordState(state=s, notices=list(notices)),
+                              step="record", summary=f"record v{s.version}: {s.status.value}"
+                              + "".join(f", notify {n.kind} to {n.recipient.label}" for n in notices))
+        if used is not None:
+            self._used, self._used_as_of = used, self._today()
+        self._show()
         workflow.upsert_search_attributes([
             sa.FIRM_ID.value_set(s.firm_id), sa.CLIENT_ID.value_set(s.client_id),
             sa.PLAN_CODE.value_set(s.plan.code), sa.SUBSCRIPTION_STATUS.value_set(s.status.value),
@@ -597,7 +632,7 @@ class SubscriptionWorkflow:
         s = self.state
         used = await self._db(RecordActivities.close_period,
                               ClosePeriod(subscription_id=s.subscription_id, period_start=s.period_start, end=end),
-                              step="close_period")
+                              step="close_period", summary=f"close period {s.period_start} → {end}")
         if used is None:
             return None
         return overage_line(s.plan, s.period_start, end, Consumption(quota=s.quota, used=used))
@@ -606,12 +641,22 @@ class SubscriptionWorkflow:
         s = self.state
         return await self._db(RecordActivities.issue_invoice, IssueInvoice(
             idempotency_key=key, subscription_id=s.subscription_id, client_id=s.client_id, payer=s.payer,
-            issued_on=issued_on, lines=[line for line in lines if line is not None]), step="issue_invoice")
+            issued_on=issued_on, lines=[line for line in lines if line is not None]), step="issue_invoice",
+            summary=f"issue invoice dated {issued_on}: " + ", ".join(str(line.kind) for line in lines if line))
 
-    async def _db(self, activity: Callable[..., T], arg: Any, *, step: str) -> T | None:
+    def _ids(self) -> dict[str, str]:
+        s = self.state
+        return {"firm_id": s.firm_id, "client_id": s.client_id, "subscription_id": s.subscription_id}
+
+    def _show(self) -> None:
+        """The operator's view in the Temporal UI (workflows/details.py)."""
+        workflow.set_current_details(current_details(
+            self.state, self._used, self._used_as_of, sorted(self._charging_numbers.values()), workflow.now()))
+
+    async def _db(self, activity: Callable[..., T], arg: Any, *, step: str, summary: str | None = None) -> T | None:
         """Run a database activity; on an error no retry cures, alert and go on (None)."""
         try:
-            return await calls.call(activity, arg)
+            return await calls.call(activity, arg, summary=summary or step.replace("_", " "))
         except ActivityError as exc:
             message = calls.unrecoverable(exc)
             if message is None:

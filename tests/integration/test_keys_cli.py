@@ -63,3 +63,15 @@ def test_creating_the_same_firm_twice_is_refused(capsys: pytest.CaptureFixture[s
     assert run(capsys, "firms", "create", "--name", "Cabinet A")[0] == 0
     code, _, err = run(capsys, "firms", "create", "--name", "Cabinet A")
     assert code == 2 and "already exists" in err
+
+
+def test_a_firm_is_created_with_the_address_its_notices_go_to(
+        capsys: pytest.CaptureFixture[str], session_factory: sessionmaker[Session]) -> None:
+    from store.models import Firm
+
+    code, out, _ = run(capsys, "firms", "create", "--name", "Cabinet Roux", "--email", "compta@cabinet-roux.fr")
+    assert code == 0
+    with session_factory() as session:
+        assert session.get_one(Firm, json.loads(out)["id"]).email == "compta@cabinet-roux.fr"
+    code, out, err = run(capsys, "firms", "create", "--name", "Cabinet Blanc", "--email", "not an address")
+    assert (code, out, err) == (2, "", "--email must be an address like compta@cabinet.fr\n")

@@ -1,0 +1,1 @@
+"""Notices leave the outbox as e-mails: French texts, SMTP, the dispatcher."""

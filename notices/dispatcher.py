@@ -1,0 +1,198 @@
+"""Notices leave the outbox as e-mails: once each, retried while the SMTP server is down, never lost.
+
+A notice row is taken under its row lock (FOR UPDATE SKIP LOCKED: any number of workers send
+side by side, never the same notice), sent, and marked sent in the same transaction, one
+notice a transaction. So a notice is lost never and sent twice only if the process dies between
+the SMTP server's "250 accepted" and the commit; it then goes again with the same Message-ID,
+which mail clients use to drop the copy.
+
+- SMTP server unreachable, or gone mid-batch: nothing is marked; the dispatcher waits (doubling
+  up to a minute) and tries again. The rows stay in the queue as they were.
+- A temporary refusal (4xx) of one message: that notice is deferred (attempts, last error, next
+  attempt after a back-off), the others go on.
+- No address, or the address refused for good (5xx): failed, with the reason, counted, not
+  retried (an operator fixes the address; the row shows what was not sent).
+"""
+import asyncio
+import logging
+import smtplib
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from notices.smtp import SmtpServer
+from notices.texts import Letter, Names, UnknownKind, write
+from observability.metrics import count
+from store.models import Client, Firm, Notification
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = timedelta(hours=1)
+IDLE_POLL_SECONDS = 2.0
+MAX_DOWN_WAIT_SECONDS = 60.0
+
+
+class SmtpDown(Exception):
+    """The SMTP server cannot be reached (or dropped us): retry later, everything is kept."""
+
+
+@dataclass
+class Round:
+    """What one round of sending did."""
+
+    sent: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str | None
+    name: str
+
+
+class MailDispatcher:
+    def __init__(self, sessions: sessionmaker[Session], server: SmtpServer, mail_from: str,
+                 batch: int = 100, domain: str = "cabinet-billing.invalid") -> None:
+        self._sessions = sessions
+        self._server = server
+        self._from = mail_from
+        self._batch = batch
+        self._domain = domain
+
+    def send_due(self, now: datetime | None = None) -> Round:
+        """Send what is due, up to a batch. Raises SmtpDown (after keeping what was sent)."""
+        done = Round()
+        smtp: smtplib.SMTP | None = None
+        try:
+            for _ in range(self._batch):
+                with self._sessions.begin() as session:
+                    notice = self._next_due(session, now or datetime.now(UTC))
+                    if notice is None:
+                        break
+                    if smtp is None:
+                        smtp = self._connect()
+                    outcome = self._deliver(session, smtp, notice)
+                    getattr(done, outcome).append(notice.id)
+        finally:
+            if smtp is not None:
+                try:
+                    smtp.quit()
+                except (OSError, smtplib.SMTPException):
+                    pass
+        return done
+
+    def _connect(self) -> smtplib.SMTP:
+        try:
+            return self._server.connect()
+        except (OSError, smtplib.SMTPException) as exc:
+            raise SmtpDown(f"{self._server.describe()}: {exc}") from exc
+
+    @staticmethod
+    def _next_due(session: Session, now: datetime) -> Notification | None:
+        return session.scalars(
+            select(Notification)
+            .where(Notification.sent_at.is_(None), Notification.failed_at.is_(None),
+                   or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now))
+            .order_by(Notification.id).limit(1).with_for_update(skip_locked=True)
+        ).first()
+
+    def _deliver(self, session: Session, smtp: smtplib.SMTP, notice: Notification) -> str:
+        """'sent', 'deferred' or 'failed'; raises SmtpDown when the connection is lost (the
+        transaction is rolled back: the notice stays as it was)."""
+        ids = {"notice_id": notice.id, "client_id": notice.payload.get("client_id"),
+               "firm_id": notice.payload.get("firm_id")}
+        recipient = self._recipient(session, notice.recipient_kind, notice.recipient_id)
+        if recipient.address is None:
+            return self._fail(notice, f"no e-mail address for {notice.recipient_kind} {notice.recipient_id}",
+                              "no_address", ids)
+        try:
+            message = self._message(session, notice, recipient)
+        except ValueError as exc:  # an address or name no mail header can carry
+            return self._fail(notice, f"cannot write the mail to {recipient.address!r}: {exc}", "bad_address", ids)
+        notice.attempts += 1
+        try:
+            smtp.send_message(message)
+        except (smtplib.SMTPNotSupportedError, UnicodeError) as exc:  # e.g. a non-ASCII address, no SMTPUTF8
+            return self._fail(notice, f"the SMTP server cannot take {recipient.address!r}: {exc}", "refused", ids)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reason = next(iter(exc.recipients.values()))
+            return self._refused(notice, code, reason, ids)
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            return self._refused(notice, exc.smtp_code, exc.smtp_error, ids)
+        except (OSError, smtplib.SMTPException) as exc:  # disconnected, timed out: the server is down
+            count("billing_emails_failed", reason="smtp_down")
+            raise SmtpDown(f"{self._server.describe()}: {exc}") from exc
+        notice.sent_at, notice.sent_to = datetime.now(UTC), recipient.address
+        notice.message_id, notice.last_error, notice.next_attempt_at = message["Message-ID"], None, None
+        count("billing_emails_sent", kind=notice.kind)
+        log.info("e-mail sent: %s to %s", notice.kind, recipient.address, extra=ids)
+        return "sent"
+
+    def _refused(self, notice: Notification, code: int, reason: bytes | str, ids: dict[str, object]) -> str:
+        text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
+        if 400 <= code < 500:  # try again later: mailbox busy, greylisting, rate limits
+            notice.last_error = f"{code} {text}"
+            notice.next_attempt_at = datetime.now(UTC) + min(timedelta(minutes=2 ** notice.attempts), MAX_BACKOFF)
+            count("billing_emails_failed", reason="deferred")
+            log.warning("e-mail deferred: %s %s", code, text, extra=ids)
+            return "deferred"
+        return self._fail(notice, f"{code} {text}", "refused", ids)
+
+    @staticmethod
+    def _fail(notice: Notification, why: str, reason: str, ids: dict[str, object]) -> str:
+        notice.failed_at, notice.last_error = datetime.now(UTC), why
+        count("billing_emails_failed", reason=reason)
+        log.warning("e-mail not sent: %s", why, extra=ids)
+        return "failed"
+
+    @staticmethod
+    def _recipient(session: Session, kind: str, recipient_id: str) -> Recipient:
+        row: Firm | Client | None = session.get(Firm, recipient_id) if kind == "firm" else session.get(Client, recipient_id)
+        if row is None:
+            return Recipient(None, recipient_id)
+        return Recipient(row.email or None, row.name)
+
+    def _message(self, session: Session, notice: Notification, recipient: Recipient) -> EmailMessage:
+        client_id = str(notice.payload.get("client_id") or notice.payload.get("client") or "")
+        client = session.get(Client, client_id) if client_id else None
+        names = Names(recipient=recipient.name, client=client.name if client else client_id,
+                      recipient_is_client=notice.recipient_kind == "client")
+        try:
+            letter = write(notice.kind, notice.payload, names)
+        except (KeyError, ValueError, UnknownKind):
+            # Queued before its facts were recorded (an older release): its one-line summary.
+            letter = Letter(subject=notice.subject, body=f"Bonjour {recipient.name},\n\n{notice.subject}\n")
+        message = EmailMessage()
+        message["From"] = self._from
+        message["To"] = formataddr((recipient.name, recipient.address or ""))
+        message["Subject"] = letter.subject
+        message["Date"] = formatdate(localtime=False)
+        # The same for every attempt at this notice: a copy sent twice is recognisable.
+        message["Message-ID"] = f"<notice-{notice.id}@{self._domain}>"
+        message["X-Notice-Kind"] = notice.kind
+        message.set_content(letter.body)
+        return message
+
+
+async def dispatch_forever(dispatcher: MailDispatcher, stop: asyncio.Event | threading.Event | None = None) -> None:
+    """The worker's sending loop: poll the outbox, back off while SMTP is down."""
+    wait_down = 1.0
+    while not (stop is not None and stop.is_set()):
+        try:
+            done = await asyncio.to_thread(dispatcher.send_due)
+            wait_down = 1.0
+            pause = 0.0 if done.sent or done.deferred or done.failed else IDLE_POLL_SECONDS
+        except SmtpDown as exc:
+            log.warning("SMTP server unreachable, retrying in %.0f s: %s", wait_down, exc)
+            pause, wait_down = wait_down, min(wait_down * 2, MAX_DOWN_WAIT_SECONDS)
+        except Exception:  # a database hiccup: log it and carry on; the rows are still there
+            log.exception("the mail dispatcher failed a round; retrying")
+            pause = IDLE_POLL_SECONDS
+        if pause:
+            await asyncio.sleep(pause)

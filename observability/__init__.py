@@ -1,0 +1,1 @@
+"""What operators watch: Prometheus metrics (the Temporal SDK's and ours) and JSON log lines."""

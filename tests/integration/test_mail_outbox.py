@@ -1,0 +1,173 @@
+"""Notices leave the outbox by SMTP, to a real SMTP server (aiosmtpd) and a real PostgreSQL:
+in French, once each, retried while the server is down, never lost."""
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from notices.dispatcher import MailDispatcher, SmtpDown
+from notices.smtp import BadSmtpUrl, SmtpServer
+from store.models import Client, Firm, Notification
+from store.notifications import queue_notice
+from tests.smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.postgres
+
+FACTS = {"client_id": "cli-1", "firm_id": "cab-1", "plan": "Standard", "interval": "monthly",
+         "period_start": "2025-09-01", "period_end": "2025-10-01", "payer_kind": "firm", "payer_id": "cab-1",
+         "price": 3900}
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def parties(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    with session_factory.begin() as session:
+        session.add(Firm(id="cab-1", name="Cabinet Dupont", email="compta@cabinet-dupont.fr"))
+        session.flush()
+        session.add(Client(id="cli-1", name="Boulangerie Martin", firm_id="cab-1", email="contact@boulangerie.fr"))
+    return session_factory
+
+
+def queue(sessions: sessionmaker[Session], key: str, kind: str = "upgraded", to: tuple[str, str] = ("firm", "cab-1"),
+          **facts: str | int) -> None:
+    with sessions.begin() as session:
+        queue_notice(session, dedupe_key=key, kind=kind, recipient_kind=to[0], recipient_id=to[1],
+                     subject=f"cli-1: {kind}", business_date=date(2025, 9, 16), payload={**FACTS, **facts})
+
+
+def dispatcher(sessions: sessionmaker[Session], sink: SmtpSink) -> MailDispatcher:
+    return MailDispatcher(sessions, SmtpServer.from_url(sink.url), "Facturation <facturation@example.fr>")
+
+
+def rows(sessions: sessionmaker[Session]) -> list[Notification]:
+    with sessions() as session:
+        return list(session.scalars(select(Notification).order_by(Notification.id)))
+
+
+def test_an_upgrade_notice_arrives_in_french_with_its_amount(parties: sessionmaker[Session], sink: SmtpSink) -> None:
+    queue(parties, "upgraded:sub-1:v2:firm:cab-1", amount=1000)
+    done = dispatcher(parties, sink).send_due()
+    assert len(done.sent) == 1
+    [mail] = sink.received
+    assert mail["To"] == "Cabinet Dupont <compta@cabinet-dupont.fr>"
+    assert mail["From"] == "Facturation <facturation@example.fr>"
+    assert mail["Subject"] == "Passage à la formule Standard — Boulangerie Martin"
+    body = mail.get_content()
+    assert body.startswith("Bonjour Cabinet Dupont,")
+    assert "10,00\u00a0€ HT" in body
+    [row] = rows(parties)
+    assert row.sent_to == "compta@cabinet-dupont.fr" and row.sent_at is not None and row.attempts == 1
+    assert row.message_id == mail["Message-ID"]
+
+
+def test_each_notice_is_sent_once(parties: sessionmaker[Session], sink: SmtpSink) -> None:
+    queue(parties, "a", kind="cancel_scheduled")
+    queue(parties, "b", kind="reactivated", to=("client", "cli-1"))
+    mailer = dispatcher(parties, sink)
+    assert len(mailer.send_due().sent) == 2
+    assert mailer.send_due().sent == []
+    assert dispatcher(parties, sink).send_due().sent == []  # another worker finds nothing either
+    assert sink.subjects() == ["Résiliation confirmée — Boulangerie Martin", "Résiliation annulée — Boulangerie Martin"]
+    assert sink.received[1]["To"] == "Boulangerie Martin <contact@boulangerie.fr>"
+
+
+def test_mail_waits_out_an_smtp_outage_and_then_arrives_once(parties: sessionmaker[Session], sink: SmtpSink) -> None:
+    mailer = dispatcher(parties, sink)
+    queue(parties, "before", kind="quota_80", used=40, quota=50, percent=80)
+    assert len(mailer.send_due().sent) == 1
+    sink.stop()  # the SMTP server goes down
+    queue(parties, "during-1", kind="quota_100", used=50, quota=50, percent=100)
+    queue(parties, "during-2", kind="payment_failed", to=("client", "cli-1"), invoice="F-00000007", amount=2280,
+          failure="Your card was declined")
+    for _ in range(3):
+        with pytest.raises(SmtpDown):
+            mailer.send_due()
+    waiting = [r for r in rows(parties) if r.sent_at is None]
+    assert [r.dedupe_key for r in waiting] == ["during-1", "during-2"]
+    assert all(r.failed_at is None and r.attempts == 0 for r in waiting)  # nothing lost, nothing given up
+    sink.start()  # back
+    assert len(mailer.send_due().sent) == 2
+    assert mailer.send_due().sent == []
+    assert sink.subjects() == [
+        "Boulangerie Martin a utilisé 80 % de son quota de documents",
+        "Boulangerie Martin a utilisé 100 % de son quota de documents",
+        "Échec du paiement de la facture F-00000007 — mettez à jour votre carte",
+    ]
+    assert "22,80\u00a0€" in sink.received[2].get_content()
+
+
+def test_a_recipient_without_an_address_is_recorded_not_retried(parties: sessionmaker[Session], sink: SmtpSink) -> None:
+    with parties.begin() as session:
+        session.get_one(Client, "cli-1").email = None
+    queue(parties, "no-address", kind="renewed", to=("client", "cli-1"))
+    queue(parties, "firm", kind="renewed")
+    done = dispatcher(parties, sink).send_due()
+    assert (len(done.sent), len(done.failed)) == (1, 1)
+    failed = next(r for r in rows(parties) if r.dedupe_key == "no-address")
+    assert failed.last_error == "no e-mail address for client cli-1" and failed.failed_at is not None
+    assert dispatcher(parties, sink).send_due().failed == []  # not tried again
+
+
+def test_an_address_refused_for_good_fails_and_a_busy_one_is_deferred(parties: sessionmaker[Session],
+                                                                       sink: SmtpSink) -> None:
+    sink.refuse["contact@boulangerie.fr"] = "550 5.1.1 no such mailbox"
+    sink.refuse["compta@cabinet-dupont.fr"] = "451 4.7.1 greylisted, try later"
+    queue(parties, "client", kind="renewed", to=("client", "cli-1"))
+    queue(parties, "firm", kind="renewed")
+    mailer = dispatcher(parties, sink)
+    done = mailer.send_due()
+    assert (done.sent, len(done.failed), len(done.deferred)) == ([], 1, 1)
+    client_row, firm_row = rows(parties)
+    assert client_row.failed_at is not None and client_row.last_error == "550 5.1.1 no such mailbox"
+    assert firm_row.failed_at is None and firm_row.last_error == "451 4.7.1 greylisted, try later"
+    assert firm_row.next_attempt_at is not None
+    assert mailer.send_due().deferred == []  # not before its next attempt
+    del sink.refuse["compta@cabinet-dupont.fr"]
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert len(mailer.send_due(now=later).sent) == 1
+    assert sink.subjects() == ["Abonnement Standard renouvelé — Boulangerie Martin"]
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://mail.example.fr", "SMTP_URL must start with smtp:// or smtps://, not 'http://'"),
+    ("smtp://", "SMTP_URL names no host"),
+    ("smtp://mail.example.fr:99999", "SMTP_URL's port is not a number from 1 to 65535"),
+])
+def test_a_bad_smtp_url_is_refused_with_what_is_wrong(url: str, message: str) -> None:
+    with pytest.raises(BadSmtpUrl, match=message):
+        SmtpServer.from_url(url)
+
+
+def test_smtp_url_reads_security_credentials_and_default_ports() -> None:
+    assert SmtpServer.from_url("smtps://bob:p%40ss@mail.example.fr") == SmtpServer(
+        "mail.example.fr", 465, "tls", "bob", "p@ss")
+    assert SmtpServer.from_url("smtp://mail.example.fr?starttls=1").port == 587
+    assert SmtpServer.from_url("smtp://127.0.0.1:2525").security == "none"
+    assert "p@ss" not in SmtpServer.from_url("smtps://bob:p%40ss@mail.example.fr").describe()
+
+
+def test_an_address_no_mail_can_carry_fails_alone_and_the_queue_goes_on(parties: sessionmaker[Session],
+                                                                         sink: SmtpSink) -> None:
+    with parties.begin() as session:  # written before the API refused such addresses
+        session.get_one(Client, "cli-1").email = "contact\r\nBcc: everyone@example.fr"
+        session.get_one(Firm, "cab-1").email = "élodie@cabinet-dupont.fr"  # not ASCII: not sent (see README)
+    queue(parties, "client", kind="renewed", to=("client", "cli-1"))
+    queue(parties, "firm", kind="renewed")
+    with parties.begin() as session:
+        session.add(Firm(id="cab-2", name="Cabinet Blanc", email="compta@cabinet-blanc.fr"))
+    queue(parties, "other", kind="quota_80", to=("firm", "cab-2"), used=40, quota=50, percent=80)
+    done = dispatcher(parties, sink).send_due()
+    assert (len(done.sent), len(done.failed)) == (1, 2)
+    assert [str(m["To"]) for m in sink.received] == ["Cabinet Blanc <compta@cabinet-blanc.fr>"]
+    client_row, firm_row, _ = rows(parties)
+    assert client_row.failed_at is not None and "cannot write the mail" in (client_row.last_error or "")
+    assert firm_row.failed_at is not None and "élodie@cabinet-dupont.fr" in (firm_row.last_error or "")
