@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import formataddr, formatdate, parseaddr
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +33,7 @@ from store.models import Client, Firm, Notification
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=1)
+MAX_ATTEMPTS = 48  # a message refused for now this many times (about two days) fails for good
 IDLE_POLL_SECONDS = 2.0
 MAX_DOWN_WAIT_SECONDS = 60.0
 
@@ -58,12 +59,13 @@ class Recipient:
 
 class MailDispatcher:
     def __init__(self, sessions: sessionmaker[Session], server: SmtpServer, mail_from: str,
-                 batch: int = 100, domain: str = "cabinet-billing.invalid") -> None:
+                 batch: int = 100) -> None:
         self._sessions = sessions
         self._server = server
         self._from = mail_from
         self._batch = batch
-        self._domain = domain
+        # Message-IDs in the sender's own domain (deliverability), e.g. <notice-42@cabinet.fr>
+        self._domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
 
     def send_due(self, now: datetime | None = None) -> Round:
         """Send what is due, up to a batch. Raises SmtpDown (after keeping what was sent)."""
@@ -71,14 +73,25 @@ class MailDispatcher:
         smtp: smtplib.SMTP | None = None
         try:
             for _ in range(self._batch):
-                with self._sessions.begin() as session:
-                    notice = self._next_due(session, now or datetime.now(UTC))
-                    if notice is None:
-                        break
-                    if smtp is None:
-                        smtp = self._connect()
-                    outcome = self._deliver(session, smtp, notice)
-                    getattr(done, outcome).append(notice.id)
+                notice_id: int | None = None
+                try:
+                    with self._sessions.begin() as session:
+                        notice = self._next_due(session, now or datetime.now(UTC))
+                        if notice is None:
+                            break
+                        notice_id = notice.id
+                        if smtp is None:
+                            smtp = self._connect()
+                        outcome = self._deliver(session, smtp, notice)
+                except SmtpDown:
+                    raise
+                except Exception as exc:  # a bug or a bad row: set it aside, never block the queue
+                    if notice_id is None:
+                        raise
+                    self._set_aside(notice_id, exc)
+                    done.deferred.append(notice_id)
+                    continue
+                getattr(done, outcome).append(notice_id)
         finally:
             if smtp is not None:
                 try:
@@ -86,6 +99,17 @@ class MailDispatcher:
                 except (OSError, smtplib.SMTPException):
                     pass
         return done
+
+    def _set_aside(self, notice_id: int, exc: Exception) -> None:
+        log.exception("e-mail %s could not be handled; set aside for an hour", notice_id, extra={"notice_id": notice_id})
+        with self._sessions.begin() as session:
+            notice = session.get_one(Notification, notice_id, with_for_update=True)
+            notice.attempts += 1
+            notice.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            notice.next_attempt_at = datetime.now(UTC) + MAX_BACKOFF
+            if notice.attempts >= MAX_ATTEMPTS:
+                notice.failed_at = datetime.now(UTC)
+        count("billing_emails_failed", reason="error")
 
     def _connect(self) -> smtplib.SMTP:
         try:
@@ -120,10 +144,18 @@ class MailDispatcher:
             smtp.send_message(message)
         except (smtplib.SMTPNotSupportedError, UnicodeError) as exc:  # e.g. a non-ASCII address, no SMTPUTF8
             return self._fail(notice, f"the SMTP server cannot take {recipient.address!r}: {exc}", "refused", ids)
+        except smtplib.SMTPSenderRefused as exc:
+            if exc.smtp_code >= 500:  # our MAIL FROM or credentials: no notice is at fault, keep them all
+                raise SmtpDown(f"{self._server.describe()} refuses the sender {self._from!r}: "
+                               f"{exc.smtp_code} {exc.smtp_error!r} (check SMTP_URL's credentials and MAIL_FROM)") from exc
+            return self._refused(notice, exc.smtp_code, exc.smtp_error, ids)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reason = next(iter(exc.recipients.values()))
+            text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+            if code in (530, 535) or "5.7." in text and "relay" in text.lower():  # not allowed to relay: ours
+                raise SmtpDown(f"{self._server.describe()} will not relay for us: {code} {text}") from exc
             return self._refused(notice, code, reason, ids)
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+        except smtplib.SMTPDataError as exc:
             return self._refused(notice, exc.smtp_code, exc.smtp_error, ids)
         except (OSError, smtplib.SMTPException) as exc:  # disconnected, timed out: the server is down
             count("billing_emails_failed", reason="smtp_down")
@@ -136,9 +168,10 @@ class MailDispatcher:
 
     def _refused(self, notice: Notification, code: int, reason: bytes | str, ids: dict[str, object]) -> str:
         text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
-        if 400 <= code < 500:  # try again later: mailbox busy, greylisting, rate limits
+        if 400 <= code < 500 and notice.attempts < MAX_ATTEMPTS:  # later: mailbox busy, greylisting, rate limits
             notice.last_error = f"{code} {text}"
-            notice.next_attempt_at = datetime.now(UTC) + min(timedelta(minutes=2 ** notice.attempts), MAX_BACKOFF)
+            notice.next_attempt_at = datetime.now(UTC) + min(timedelta(minutes=2 ** min(notice.attempts, 6)),
+                                                             MAX_BACKOFF)
             count("billing_emails_failed", reason="deferred")
             log.warning("e-mail deferred: %s %s", code, text, extra=ids)
             return "deferred"

@@ -39,8 +39,10 @@ class SmtpServer:
                    username=unquote(parts.username) if parts.username else None,
                    password=unquote(parts.password) if parts.password else None)
 
-    def connect(self, timeout: float = 10.0) -> smtplib.SMTP:
-        """An open, authenticated connection. Raises OSError or smtplib.SMTPException."""
+    def connect(self, timeout: float = 120.0) -> smtplib.SMTP:
+        """An open, authenticated connection. Raises OSError or smtplib.SMTPException. The
+        timeout is long: a server scanning content may take its time to answer the end of DATA
+        (RFC 5321 allows 10 minutes); a refused connection still fails at once."""
         context = ssl.create_default_context()
         smtp: smtplib.SMTP
         if self.security == "tls":

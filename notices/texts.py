@@ -70,16 +70,16 @@ def _started(f: Facts, whose: str, client: str) -> tuple[str, str]:
 
 def _renewed(f: Facts, whose: str, client: str) -> tuple[str, str]:
     return (f"Abonnement {f['plan']} renouvelé — {client}",
-            f"{whose[0].upper()}{whose[1:]}, formule {_plan(f)}, est renouvelé du {french_date(f['period_start'])} "
-            f"au {french_date(f['period_end'])}.\nPrix : {euros(f['price'])} HT. La facture de la période, avec les "
-            "éventuels suppléments de la période écoulée, suit.")
+            f"{whose[0].upper()}{whose[1:]}, formule {_plan(f)}, est renouvelé le {french_date(f['period_start'])} ; "
+            f"prochaine échéance le {french_date(f['period_end'])}.\nPrix : {euros(f['price'])} HT. La facture de la "
+            "période, avec les éventuels suppléments de la période écoulée, suit.")
 
 
 def _upgraded(f: Facts, whose: str, client: str) -> tuple[str, str]:
     return (f"Passage à la formule {f['plan']} — {client}",
             f"{whose[0].upper()}{whose[1:]} passe dès aujourd'hui à la formule {_plan(f)}, avec son quota.\n"
             f"La différence de prix au prorata des jours restants jusqu'au {french_date(f['period_end'])}, "
-            f"{euros(f['amount'])} HT, est facturée et prélevée maintenant.")
+            f"{euros(f['amount'])} HT, est facturée aujourd'hui.")
 
 
 def _downgrade_scheduled(f: Facts, whose: str, client: str) -> tuple[str, str]:
@@ -132,8 +132,9 @@ def _firm_stops_paying(f: Facts, whose: str, client: str) -> tuple[str, str]:
 
 def _take_over_registered(f: Facts, whose: str, client: str) -> tuple[str, str]:
     payer = "le client" if f.get("new_payer_kind") == "client" else "le cabinet"
+    plan = f"{f.get('next_plan', f['plan'])} {BILLING.get(str(f.get('next_interval', f['interval'])), '')}".strip()
     return (f"Reprise de l'abonnement le {french_date(f['effective_on'])} — {client}",
-            f"{whose[0].upper()}{whose[1:]} (formule {_plan(f)}) sera payé par {payer} à partir du "
+            f"{whose[0].upper()}{whose[1:]} (formule {plan}) sera payé par {payer} à partir du "
             f"{french_date(f['effective_on'])}, sans interruption ni double facturation.")
 
 
@@ -149,7 +150,8 @@ def _invoice_issued(f: Facts, whose: str, client: str) -> tuple[str, str]:
     return (f"Facture {f['invoice']} — {client}",
             f"La facture {f['invoice']} du {french_date(f['issued_on'])} pour {client} est émise.\n"
             f"Total HT : {euros(f['subtotal'])}\nTVA (20 %) : {euros(f['tax'])}\nTotal TTC : {euros(f['total'])}\n"
-            "Elle est prélevée sur le moyen de paiement enregistré.")
+            + ("Elle sera prélevée sur le moyen de paiement enregistré." if int(f["total"]) > 0
+               else "Elle est soldée : rien n'est à payer."))
 
 
 def _invoice_uncollectible(f: Facts, whose: str, client: str) -> tuple[str, str]:

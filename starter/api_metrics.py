@@ -7,6 +7,8 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.routing import Match
 
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
 
 class ApiMetrics:
     def __init__(self) -> None:
@@ -23,11 +25,16 @@ class ApiMetrics:
         @app.middleware("http")
         async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
             started = time.perf_counter()
-            response = await call_next(request)
-            route = _route_of(app, request)
-            self.requests.labels(request.method, route, str(response.status_code)).inc()
-            self.latency.labels(request.method, route).observe(time.perf_counter() - started)
-            return response
+            method = request.method if request.method in METHODS else "other"  # callers cannot add series
+            status = "500"  # unless an answer comes: an error escaping the app is a 500 to the caller
+            try:
+                response = await call_next(request)
+                status = str(response.status_code)
+                return response
+            finally:
+                route = _route_of(app, request)
+                self.requests.labels(method, route, status).inc()
+                self.latency.labels(method, route).observe(time.perf_counter() - started)
 
         @app.get("/metrics", include_in_schema=False)
         def metrics() -> Response:

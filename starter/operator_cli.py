@@ -23,7 +23,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing.intervals import Line
@@ -79,8 +79,8 @@ def operator_command(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     except Refused as exc:
         return _fail(str(exc))
-    except OperationalError as exc:
-        reason = str(exc.orig or exc).strip().splitlines()[0]
+    except SQLAlchemyError as exc:  # unreachable, or a schema older than the code (run `migrate`)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         return _fail(f"the database could not be read: {reason}")
     finally:
         engine.dispose()

@@ -133,7 +133,7 @@ def _notices(session: Session, sub_id: str, invoice_ids: Sequence[int]) -> list[
     `quota:{subscription}:…` name it; `invoice:{id}` and `payment_failed:{id}:{n}` name one of
     its invoices. (The outbox has no subscription column; a read scans it.)"""
     key = Notification.dedupe_key
-    names_invoice = (func.split_part(key, ":", 1).in_(["invoice", "payment_failed"])
+    names_invoice = (func.split_part(key, ":", 1).in_(["invoice", "payment_failed", "uncollectible"])
                      & func.split_part(key, ":", 2).in_([str(i) for i in invoice_ids]))
     return list(session.scalars(
         select(Notification)

@@ -15,6 +15,13 @@ class _Keep:
     def __init__(self, inbox: "SmtpSink") -> None:
         self.inbox = inbox
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,  # noqa: N802
+                          options: list[str]) -> str:
+        if self.inbox.refuse_sender:
+            return self.inbox.refuse_sender
+        envelope.mail_from = address
+        return "250 OK"
+
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,  # noqa: N802
                           options: list[str]) -> str:
         if address in self.inbox.refuse:
@@ -33,6 +40,7 @@ class SmtpSink:
         self.port = free_port()
         self.received: list[EmailMessage] = []
         self.refuse: dict[str, str] = {}  # address -> SMTP answer, e.g. "550 no such user"
+        self.refuse_sender: str | None = None  # e.g. "553 5.7.1 sender not allowed"
         self._controller: Controller | None = None
 
     @property

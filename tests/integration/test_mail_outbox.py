@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from notices.dispatcher import MailDispatcher, SmtpDown
+from notices.dispatcher import MAX_ATTEMPTS, MailDispatcher, SmtpDown
 from notices.smtp import BadSmtpUrl, SmtpServer
 from store.models import Client, Firm, Notification
 from store.notifications import queue_notice
@@ -171,3 +171,55 @@ def test_an_address_no_mail_can_carry_fails_alone_and_the_queue_goes_on(parties:
     client_row, firm_row, _ = rows(parties)
     assert client_row.failed_at is not None and "cannot write the mail" in (client_row.last_error or "")
     assert firm_row.failed_at is not None and "élodie@cabinet-dupont.fr" in (firm_row.last_error or "")
+
+
+def test_a_sender_the_server_refuses_keeps_every_notice_for_later(parties: sessionmaker[Session],
+                                                                  sink: SmtpSink) -> None:
+    sink.refuse_sender = "553 5.7.1 sender not allowed"  # our MAIL_FROM or credentials, no notice's fault
+    queue(parties, "a", kind="renewed")
+    queue(parties, "b", kind="reactivated")
+    mailer = dispatcher(parties, sink)
+    with pytest.raises(SmtpDown, match="refuses the sender"):
+        mailer.send_due()
+    assert all(r.failed_at is None and r.sent_at is None for r in rows(parties))
+    sink.refuse_sender = None  # the operator fixed MAIL_FROM
+    assert len(mailer.send_due().sent) == 2
+
+
+def test_a_message_refused_for_now_again_and_again_fails_for_good_in_the_end(parties: sessionmaker[Session],
+                                                                             sink: SmtpSink) -> None:
+    sink.refuse["compta@cabinet-dupont.fr"] = "452 4.2.2 mailbox full"
+    queue(parties, "full", kind="renewed")
+    with parties.begin() as session:  # two days of temporary refusals already
+        session.scalars(select(Notification)).one().attempts = MAX_ATTEMPTS - 1
+    done = dispatcher(parties, sink).send_due()
+    assert len(done.failed) == 1
+    [row] = rows(parties)
+    assert row.failed_at is not None and row.last_error == "452 4.2.2 mailbox full"
+
+
+def test_a_notice_that_breaks_the_sender_is_set_aside_and_the_others_go_on(
+        parties: sessionmaker[Session], sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue(parties, "broken", kind="renewed")
+    queue(parties, "fine", kind="reactivated")
+    mailer = dispatcher(parties, sink)
+    original = MailDispatcher._message
+
+    def breaks_on_the_first(self: MailDispatcher, session: Session, notice: Notification, *args: object) -> object:
+        if notice.dedupe_key == "broken":  # a fake fault of our own code, for this row only
+            raise RuntimeError("a bug")
+        return original(self, session, notice, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MailDispatcher, "_message", breaks_on_the_first)
+    done = mailer.send_due()
+    assert (len(done.sent), len(done.deferred)) == (1, 1)
+    broken, fine = rows(parties)
+    assert fine.sent_at is not None
+    assert broken.sent_at is None and broken.failed_at is None and broken.last_error == "RuntimeError: a bug"
+    assert broken.next_attempt_at is not None and broken.next_attempt_at > datetime.now(UTC)
+
+
+def test_message_ids_are_in_the_senders_domain(parties: sessionmaker[Session], sink: SmtpSink) -> None:
+    queue(parties, "a", kind="renewed")
+    dispatcher(parties, sink).send_due()
+    assert sink.received[0]["Message-ID"].endswith("@example.fr>")

@@ -21,6 +21,10 @@ def upgrade() -> None:
     op.add_column('notifications', sa.Column('sent_to', sa.String(320), nullable=True))
     op.add_column('notifications', sa.Column('message_id', sa.String(200), nullable=True))
     # The sender's queue: what is still to send, oldest first, without reading what was sent.
+    # Queued before e-mail was sent at all, without the facts a French text needs: recorded as
+    # not sent rather than mailed out, all at once, in their English one-line form.
+    op.execute("update notifications set failed_at = now(), "
+               "last_error = 'queued before notices were e-mailed (migration 0005): not sent' where sent_at is null")
     op.create_index('ix_notifications_to_send', 'notifications', ['id'],
                     postgresql_where=sa.text('sent_at IS NULL AND failed_at IS NULL'))
 
