@@ -1,9 +1,12 @@
 """All configuration, read once from the environment (or a .env file) through one class."""
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from worker import WorkerTuning
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 
@@ -34,13 +37,26 @@ class Settings(BaseSettings):
 
     # Observability: where the worker's Prometheus endpoint listens (the Temporal SDK's
     # metrics and ours); unset means a free loopback port for `run`, 127.0.0.1:9464 for `worker`.
-    metrics_address: str | None = None
+    metrics_address: str | None = Field(default=None, pattern=r"^[^:\s]+:\d{1,5}$")  # host:port
     log_format: Literal["json", "text"] = "json"  # JSON lines on stderr, with the ids they concern
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # The worker (worker.WorkerTuning; docs/scaling.md): charges per second over every worker
+    # of the payments queue, and the threads, connections and cache of each worker.
+    payments_per_second: float = Field(default=30.0, gt=0)
+    activity_threads: int = Field(default=16, ge=1)
+    payment_threads: int = Field(default=8, ge=1)
+    max_cached_workflows: int = Field(default=2000, ge=0)
 
     catalog_path: Path | None = None
     data_dir: Path = PROJECT_ROOT / ".var"
     temporal_ui_port: int | None = None  # free port when unset
+
+    def worker_tuning(self) -> "WorkerTuning":
+        from worker import WorkerTuning
+
+        return WorkerTuning(activity_threads=self.activity_threads, payment_threads=self.payment_threads,
+                            payments_per_second=self.payments_per_second, max_cached_workflows=self.max_cached_workflows)
 
     @field_validator("dunning_retry_days")
     @classmethod

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,10 +20,33 @@ from activities.records import RecordActivities
 from adapters.stripe_gateway import StripeGateway
 from observability.metrics import install_runtime
 from settings import Settings
+from workflows.calls import payments_task_queue
 from workflows.dunning import InvoiceDunningWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
-ACTIVITY_THREADS = 16
+
+@dataclass(frozen=True)
+class WorkerTuning:
+    """The worker's settings, explicit (docs/scaling.md tells how they were chosen).
+
+    activity_threads: database activities at once (each holds a pooled connection);
+    payment_threads: charges at once (each waits on Stripe, ~0.1-1 s);
+    payments_per_second: charges started per second across ALL workers of the payments queue
+      (the server enforces it): a charge makes two Stripe requests (create, confirm), and Stripe
+      allows 100 a second in live mode, so 30 leaves room for card updates and webhooks;
+    max_cached_workflows: subscription workflows kept in memory (sticky): a renewal storm of
+      more than this replays histories from the server instead."""
+
+    activity_threads: int = 16
+    payment_threads: int = 8
+    payments_per_second: float = 30.0
+    max_cached_workflows: int = 2000
+
+    @property
+    def database_connections(self) -> int:
+        return self.activity_threads + self.payment_threads
+
+
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
@@ -35,25 +59,63 @@ async def connect(address: str, namespace: str = "default") -> Client:
     return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
 
 
+class BillingWorker:
+    """Two Temporal workers in one process: workflows and database activities on the task
+    queue; charges on its `-payments` queue, rate-limited under Stripe's limit (issue 10)."""
+
+    def __init__(self, main: Worker, payments: Worker) -> None:
+        self.main, self.payments = main, payments
+
+    async def __aenter__(self) -> "BillingWorker":
+        await self.main.__aenter__()
+        try:
+            await self.payments.__aenter__()
+        except BaseException:
+            await self.main.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.payments.__aexit__(None, None, None)
+        finally:
+            await self.main.__aexit__(None, None, None)
+
+    async def run(self) -> None:
+        await asyncio.gather(self.main.run(), self.payments.run())
+
+
 def build_worker(client: Client, task_queue: str, sessions: sessionmaker[Session], gateway: StripeGateway,
-                 minimum_charge: int = DEFAULT_MINIMUM_CHARGE) -> Worker:
+                 minimum_charge: int = DEFAULT_MINIMUM_CHARGE, tuning: WorkerTuning = WorkerTuning()) -> BillingWorker:
     records = RecordActivities(sessions)
     payments = PaymentActivities(sessions, gateway, minimum_charge)
     dunning = DunningActivities(client, task_queue)
-    return Worker(
+    main = Worker(
         client,
         task_queue=task_queue,
         workflows=[SubscriptionWorkflow, InvoiceDunningWorkflow],
+        # charge_invoice stays here too: runs started before the payments queue charge here.
         activities=[records.open_subscription, records.record_state, records.free_lines, records.close_period,
-                    records.issue_invoice, records.mark_uncollectible, records.raise_alert, payments.charge_invoice,
-                    dunning.start_dunning],
+                    records.issue_invoice, records.renew, records.mark_uncollectible, records.raise_alert,
+                    payments.charge_invoice, dunning.start_dunning],
         # Activities are synchronous (SQLAlchemy, Stripe SDK): they run on these threads.
-        activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS),
-        max_concurrent_activities=ACTIVITY_THREADS,
+        activity_executor=ThreadPoolExecutor(tuning.activity_threads),
+        max_concurrent_activities=tuning.activity_threads,
+        max_cached_workflows=tuning.max_cached_workflows,
         # On SIGTERM, activities in hand get this long to finish (compose waits 30 s) before they
         # are cancelled; a charge cut short is resumed by another worker from its recorded attempt.
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
+    charges = Worker(
+        client,
+        task_queue=payments_task_queue(task_queue),
+        activities=[payments.charge_invoice],
+        activity_executor=ThreadPoolExecutor(tuning.payment_threads),
+        max_concurrent_activities=tuning.payment_threads,
+        max_task_queue_activities_per_second=tuning.payments_per_second,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+    return BillingWorker(main, charges)
 
 
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9464"
@@ -76,7 +138,9 @@ async def main() -> None:
     install_runtime(metrics_address)
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     gateway = StripeGateway(settings.stripe_api_key or "sk_test_localstripe", settings.stripe_api_base)
-    sessions = make_session_factory(make_engine(settings.database_url))
+    tuning = settings.worker_tuning()
+    sessions = make_session_factory(make_engine(settings.database_url, pool_size=tuning.database_connections,
+                                                max_overflow=4))
     log = logging.getLogger("worker")
     log.info("worker polling %s on %s; metrics on http://%s/metrics", settings.task_queue, settings.temporal_address,
              metrics_address)
@@ -90,7 +154,7 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):  # `docker stop`: finish the tasks in hand, then leave
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        async with build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge):
+        async with build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge, tuning):
             await stop.wait()
             log.info("stopping: finishing the tasks in hand")
     finally:

@@ -1,11 +1,14 @@
 """Activities on the system of record: the read model, periods, invoices, notices."""
+from datetime import date
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.errors import unrecoverable_errors_classified
-from billing.invoices import draft
+from billing.invoices import draft, overage_line
 from billing.money import format_eur
+from billing.quota import Consumption
 from billing.statuses import InvoiceStatus
 from contracts.activities import (
     ClosePeriod,
@@ -17,6 +20,8 @@ from contracts.activities import (
     OpenSubscription,
     RaiseAlert,
     RecordState,
+    Renew,
+    Renewed,
 )
 from contracts.subscription import SubscriptionState
 from observability.metrics import count
@@ -73,49 +78,35 @@ class RecordActivities:
     def close_period(self, request: ClosePeriod) -> int:
         """Close the period to usage and return its documents; a second call returns the same."""
         with self._sessions.begin() as session:
-            period = session.scalars(
-                select(SubscriptionPeriod)
-                .where(SubscriptionPeriod.subscription_id == request.subscription_id,
-                       SubscriptionPeriod.period_start == request.period_start)
-                .with_for_update()
-            ).one()
-            if period.closed_at is None:
-                period.documents = period_total(session, request.subscription_id, request.period_start)
-                period.period_end = min(period.period_end, request.end)
-                period.closed_at = func.now()
-            assert period.documents is not None
-            return period.documents
+            return _close(session, request.subscription_id, request.period_start, request.end)
+
+    @activity.defn
+    @unrecoverable_errors_classified
+    def renew(self, request: Renew) -> Renewed:
+        """A renewal's database work in one transaction (issue 10): close the period, record the
+        renewed state and its notices, issue the invoice. A retry finds it all done and answers
+        the same (the period stays closed with its count, the invoice is found by its key)."""
+        with self._sessions.begin() as session:
+            used = _close(session, request.subscription_id, request.closing_start, request.closing_end)
+            overage = overage_line(request.closing_plan, request.closing_start, request.closing_end,
+                                   Consumption(quota=request.closing_quota, used=used))
+            _record(session, request.state, request.notices)
+            s = request.state
+            issued, newly = _issue(session, IssueInvoice(
+                idempotency_key=request.invoice_key, subscription_id=s.subscription_id, client_id=s.client_id,
+                payer=s.payer, issued_on=s.period_start, lines=[line for line in (request.fee, overage) if line]))
+        if newly:
+            _count_issued(issued, s.client_id, s.subscription_id)
+        return Renewed(used=used, invoice=issued)
 
     @activity.defn
     @unrecoverable_errors_classified
     def issue_invoice(self, request: IssueInvoice) -> IssuedInvoice:
         """Draft and number the invoice in one transaction (a retry finds it, number and all)."""
-        content = draft(*request.lines)
         with self._sessions.begin() as session:
-            invoice = draft_invoice(
-                session, idempotency_key=request.idempotency_key, client_id=request.client_id,
-                payer_kind=request.payer.kind, payer_id=request.payer.id, issued_on=request.issued_on,
-                content=content, subscription_id=request.subscription_id,
-            )
-            newly_issued = invoice.number is None
-            invoice = finalize_invoice(session, invoice.id)
-            number = invoice.display_number
-            assert number is not None
-            queue_notice(
-                session, dedupe_key=f"invoice:{invoice.id}", kind="invoice_issued",
-                recipient_kind=request.payer.kind, recipient_id=request.payer.id,
-                subject=f"Invoice {number} for client {request.client_id}", business_date=request.issued_on,
-                payload={"invoice": number, "total": invoice.total, "subtotal": invoice.subtotal,
-                         "tax": invoice.tax, "client_id": request.client_id, "issued_on": invoice.issued_on.isoformat()},
-            )
-            issued = IssuedInvoice(invoice_id=invoice.id, number=number, issued_on=invoice.issued_on,
-                                   subtotal=invoice.subtotal, tax=invoice.tax, total=invoice.total,
-                                   status=InvoiceStatus(invoice.status))
-        if newly_issued:  # counted once it is committed, not again when a retry finds it
-            count("billing_invoices_issued")
-            activity.logger.info("invoice %s issued: %s", number, issued.total,
-                                 extra={"client_id": request.client_id, "subscription_id": request.subscription_id,
-                                        "invoice": number})
+            issued, newly = _issue(session, request)
+        if newly:  # counted once it is committed, not again when a retry finds it
+            _count_issued(issued, request.client_id, request.subscription_id)
         return issued
 
     @activity.defn
@@ -176,6 +167,49 @@ def _scheduled(s: SubscriptionState) -> dict[str, object]:
     if s.take_over is not None:
         scheduled["take_over"] = s.take_over.label
     return scheduled
+
+
+def _close(session: Session, subscription_id: str, period_start: date, end: date) -> int:
+    period = session.scalars(
+        select(SubscriptionPeriod)
+        .where(SubscriptionPeriod.subscription_id == subscription_id, SubscriptionPeriod.period_start == period_start)
+        .with_for_update()
+    ).one()
+    if period.closed_at is None:
+        period.documents = period_total(session, subscription_id, period_start)
+        period.period_end = min(period.period_end, end)
+        period.closed_at = func.now()
+    assert period.documents is not None
+    return period.documents
+
+
+def _issue(session: Session, request: IssueInvoice) -> tuple[IssuedInvoice, bool]:
+    """The invoice numbered, its notice queued; and whether this call numbered it."""
+    invoice = draft_invoice(
+        session, idempotency_key=request.idempotency_key, client_id=request.client_id,
+        payer_kind=request.payer.kind, payer_id=request.payer.id, issued_on=request.issued_on,
+        content=draft(*request.lines), subscription_id=request.subscription_id,
+    )
+    newly_issued = invoice.number is None
+    invoice = finalize_invoice(session, invoice.id)
+    number = invoice.display_number
+    assert number is not None
+    queue_notice(
+        session, dedupe_key=f"invoice:{invoice.id}", kind="invoice_issued",
+        recipient_kind=request.payer.kind, recipient_id=request.payer.id,
+        subject=f"Invoice {number} for client {request.client_id}", business_date=request.issued_on,
+        payload={"invoice": number, "total": invoice.total, "subtotal": invoice.subtotal,
+                 "tax": invoice.tax, "client_id": request.client_id, "issued_on": invoice.issued_on.isoformat()},
+    )
+    return IssuedInvoice(invoice_id=invoice.id, number=number, issued_on=invoice.issued_on,
+                         subtotal=invoice.subtotal, tax=invoice.tax, total=invoice.total,
+                         status=InvoiceStatus(invoice.status)), newly_issued
+
+
+def _count_issued(issued: IssuedInvoice, client_id: str, subscription_id: str) -> None:
+    count("billing_invoices_issued")
+    activity.logger.info("invoice %s issued: %s", issued.number, issued.total,
+                         extra={"client_id": client_id, "subscription_id": subscription_id, "invoice": issued.number})
 
 
 def _payer_and_firm(session: Session, invoice: Invoice) -> list[tuple[str, str]]:

@@ -80,6 +80,21 @@ def next_period(anchor: date, interval: Interval, current: Period) -> Period:
     return following
 
 
+def anchor_for(start: date, end: date, interval: Interval) -> date | None:
+    """An anchor whose schedule has [start, end) as one of its periods (a subscription imported
+    mid-life), or None. `start` itself; else, for a period cut short at a month's end (28 Feb
+    -> 31 Mar), the day of `end` one period before `start` (31 Jan)."""
+    if end <= start:
+        return None
+    months = 1 if interval is Interval.MONTHLY else 12
+    earlier = add_months(date(start.year, start.month, 1), -months)
+    clamped = min(end.day, calendar.monthrange(earlier.year, earlier.month)[1])
+    for anchor in (start, earlier.replace(day=clamped)):
+        if anchor <= start and period_containing(anchor, interval, start) == Period(start, end):
+            return anchor
+    return None
+
+
 def paris_date(instant: datetime) -> date:
     """The calendar date in Paris at an aware instant (business dates are Paris dates)."""
     if instant.tzinfo is None:

@@ -3,6 +3,7 @@ from datetime import date
 
 from pydantic import BaseModel
 
+from billing.catalog import Plan
 from billing.invoices import InvoiceLine
 from billing.statuses import ChargeResult, InvoiceStatus
 from contracts.subscription import Payer, SubscriptionState
@@ -89,6 +90,27 @@ class RaiseAlert(BaseModel):
     invoice_id: int | None = None
     step: str
     error: str
+
+
+class Renew(BaseModel):
+    """A renewal's database work in one transaction (R4): close the ending period to usage,
+    record the renewed state with its notices, and issue the invoice of the new fee with the
+    closed period's overage (at the plan and quota in force when it was used)."""
+
+    subscription_id: str
+    closing_start: date
+    closing_end: date
+    closing_plan: Plan
+    closing_quota: int
+    state: SubscriptionState  # already renewed: new period, scheduled changes applied
+    notices: list[Notice] = []
+    invoice_key: str
+    fee: InvoiceLine
+
+
+class Renewed(BaseModel):
+    used: int  # documents in the closed period
+    invoice: IssuedInvoice
 
 
 class MarkUncollectible(BaseModel):

@@ -116,6 +116,12 @@ class SubscriptionState(BaseModel):
         return self.plan.quota_for(self.interval)
 
 
+class ImportedPeriod(BaseModel):
+    anchor: date  # billing.periods.anchor_for(start, end, interval)
+    start: date
+    end: date
+
+
 class NewSubscription(BaseModel):
     """What a caller asks for; the workflow dates it (anchor = its own today)."""
 
@@ -130,6 +136,10 @@ class NewSubscription(BaseModel):
     # R10: a take-over starts on the old period's end, even if the run that opens it starts
     # later (it waits for the old payer's last charge to settle). None: the workflow's today.
     starts_on: date | None = None
+    # Imported from a firm's old tool: this period, already billed there; the first invoice
+    # is the renewal at its end (at once when that is past).
+    imported: ImportedPeriod | None = None
+
 
 
 class SubscriptionInput(BaseModel):

@@ -8,6 +8,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from settings import Settings
 
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"]).upper()
             print(f"{name}: {error['msg']}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:  # a list setting that is not JSON, e.g. DUNNING_RETRY_DAYS=3,6
+        print(f"{exc}: list settings are JSON, e.g. DUNNING_RETRY_DAYS=[3,6,9]", file=sys.stderr)
         return 2
     if args.command == "run":
         return run(settings, args.port, worker=True)
@@ -163,13 +167,15 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
     else:
         install_runtime(None)
     client = await connect(endpoints.temporal_address, settings.temporal_namespace)
-    sessions = make_session_factory(make_engine(endpoints.database_url))
+    tuning = settings.worker_tuning()
+    sessions = make_session_factory(make_engine(endpoints.database_url, pool_size=tuning.database_connections,
+                                                max_overflow=4))
     gateway = StripeGateway(endpoints.stripe_api_key, endpoints.stripe_api_base)
     catalog = load_catalog(settings.catalog_path or DEFAULT_CATALOG_PATH)
     async with AsyncExitStack() as running:
         if worker:
             await running.enter_async_context(
-                build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge))
+                build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge, tuning))
             running.enter_context(_send_mail(settings, sessions))
             print(f"Metrics    worker http://{metrics_address}/metrics", flush=True)
         service = SubscriptionService(client, sessions, catalog, gateway, settings.task_queue,
@@ -204,7 +210,9 @@ async def _start_api(settings: Settings, port: int | None, sessions: "sessionmak
     chosen = wanted if port is not None or port_is_free(wanted) else free_port()
     app = create_app(sessions, gateway, settings.stripe_webhook_secret, service.payment_settled,
                      portal=Portal(sessions, catalog, service))
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=chosen, log_level="warning"))
+    # log_config=None: uvicorn's lines go through our logging (JSON lines), not its own handlers
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=chosen, log_level="warning",
+                                           log_config=None))
     async def serve() -> None:
         try:
             await server.serve()

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         OpenSubscription,
         RaiseAlert,
         RecordState,
+        Renew,
     )
     from contracts.subscription import (
         MAX_ALERTS,
@@ -65,6 +66,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.details import current_details
 
 T = TypeVar("T")
+# workflow.patched ids: runs recorded before a change replay the old path (tests/workflows/histories).
+LEAN_RENEWAL = "lean-renewal"  # issue 10: a renewal's database work in one activity
 
 
 def refuse(message: str) -> ApplicationError:
@@ -84,6 +87,7 @@ class SubscriptionWorkflow:
         self._used: int | None = None  # documents this period, as the last recorded state read them
         self._used_as_of: date | None = None
         self._charging_numbers: dict[int, str] = {}
+        self._imported = input.new is not None and input.new.imported is not None
         if input.state is not None:
             self.state = input.state
             self._ready = True
@@ -131,6 +135,8 @@ class SubscriptionWorkflow:
         if refusal:
             self._refusal = refusal
             return
+        if self._imported:
+            return  # billed by the old tool: our first invoice is the renewal at its end
         invoice = await self._issue(f"{s.subscription_id}:fee:{s.period_start}", s.started_on,
                                     [subscription_line(s.plan, s.interval, s.period)])
         self._collect(invoice, s.started_on)
@@ -147,6 +153,9 @@ class SubscriptionWorkflow:
         """At the period end: close it and bill its overage, then renew or end."""
         s = self.state
         closing = s.period
+        if not s.ending and workflow.patched(LEAN_RENEWAL):
+            await self._renew_in_one_step()
+            return
         overage = await self._close_period(closing.end)
         if s.ending:
             await self._end(closing.end, EndReason.CANCELED if s.cancel_requested else EndReason.NOT_RENEWED, overage)
@@ -163,6 +172,33 @@ class SubscriptionWorkflow:
         invoice = await self._issue(f"{s.subscription_id}:fee:{period.start}", period.start,
                                     [subscription_line(s.plan, s.interval, period), overage])
         self._collect(invoice, period.start)
+        self._renewed = True
+
+    async def _renew_in_one_step(self) -> None:
+        """Renewal day (issue 10): close, record, invoice and notify in one activity and one
+        transaction; the charge follows on the rate-limited payments queue."""
+        s = self.state
+        closing, closing_plan, closing_quota = s.period, s.plan, s.quota
+        if s.scheduled_plan is not None:
+            s.plan, s.scheduled_plan = s.scheduled_plan, None
+        if s.scheduled_interval is not None:  # R9: the new interval is anchored on this renewal
+            s.interval, s.anchor, s.scheduled_interval = s.scheduled_interval, closing.end, None
+        period = period_containing(s.anchor, s.interval, closing.end)
+        s.period_start, s.period_end = period.start, period.end
+        notices = self._notice("renewed", f"Subscription renewed until {period.end}", s.payer)
+        s.version += 1
+        renewed = await self._db(RecordActivities.renew, Renew(
+            subscription_id=s.subscription_id, closing_start=closing.start, closing_end=closing.end,
+            closing_plan=closing_plan, closing_quota=closing_quota, state=s, notices=notices,
+            invoice_key=f"{s.subscription_id}:fee:{period.start}", fee=subscription_line(s.plan, s.interval, period),
+        ), step="renew", summary=f"renew {closing.start} → {period.start} → {period.end}: close, record, invoice")
+        self._upsert_search_attributes()
+        count("billing_renewals", meter=workflow.metric_meter(), plan=s.plan.code, interval=s.interval.value)
+        workflow.logger.info("renewed until %s", period.end, extra=self._ids())
+        if renewed is not None:
+            self._used, self._used_as_of = 0, period.start
+            self._collect(renewed.invoice, period.start)
+        self._show()
         self._renewed = True
 
     async def _end(self, on: date, reason: EndReason, overage: InvoiceLine | None,
@@ -200,12 +236,15 @@ class SubscriptionWorkflow:
         return SubscriptionOutcome(subscription_id=s.subscription_id, ended_on=s.ended_on, ended_reason=s.ended_reason)
 
     def _new_state(self, new: NewSubscription) -> SubscriptionState:
+        fields = new.model_dump(exclude={"plan", "payer", "starts_on", "imported"})
+        if new.imported is not None:  # the old tool's current period, already billed there
+            i = new.imported
+            return SubscriptionState(**fields, plan=new.plan, payer=new.payer, anchor=i.anchor,
+                                     period_start=i.start, period_end=i.end, started_on=i.start)
         start = new.starts_on or self._today()
         period = first_period(start, new.interval)
-        return SubscriptionState(
-            **new.model_dump(exclude={"plan", "payer", "starts_on"}), plan=new.plan, payer=new.payer,
-            anchor=start, period_start=period.start, period_end=period.end, started_on=start,
-        )
+        return SubscriptionState(**fields, plan=new.plan, payer=new.payer,
+                                 anchor=start, period_start=period.start, period_end=period.end, started_on=start)
 
     def _successor_subscription(self) -> NewSubscription:
         """R10: the next period exactly as the renewal would have made it; only the payer differs."""
@@ -535,6 +574,7 @@ class SubscriptionWorkflow:
             await self._commit(*self._notice(
                 "take_over_registered", f"{request.payer.label} pays from {s.period_end}", request.payer,
                 new_payer_kind=request.payer.kind, new_payer_id=request.payer.id,
+                next_plan=(s.scheduled_plan or s.plan).name, next_interval=(s.scheduled_interval or s.interval).value,
                 effective_on=s.period_end.isoformat()))
             return Scheduled(effective_on=s.period_end, detail=f"{request.payer.label} takes over")
 
@@ -621,6 +661,10 @@ class SubscriptionWorkflow:
         if used is not None:
             self._used, self._used_as_of = used, self._today()
         self._show()
+        self._upsert_search_attributes()
+
+    def _upsert_search_attributes(self) -> None:
+        s = self.state
         workflow.upsert_search_attributes([
             sa.FIRM_ID.value_set(s.firm_id), sa.CLIENT_ID.value_set(s.client_id),
             sa.PLAN_CODE.value_set(s.plan.code), sa.SUBSCRIPTION_STATUS.value_set(s.status.value),

@@ -8,6 +8,7 @@ from billing.intervals import Interval
 from billing.periods import (
     Period,
     add_months,
+    anchor_for,
     boundary,
     next_period,
     nth_period,
@@ -115,3 +116,25 @@ def test_every_day_after_the_anchor_falls_in_exactly_one_period(anchor: date, da
     assert period.contains(day)
     n = next(k for k in range(0, 3000) if boundary(anchor, interval, k) == period.start)
     assert nth_period(anchor, interval, n) == period
+
+
+@pytest.mark.parametrize(("start", "end", "interval", "anchor"), [
+    (date(2025, 11, 15), date(2025, 12, 15), Interval.MONTHLY, date(2025, 11, 15)),
+    (date(2025, 2, 28), date(2025, 3, 31), Interval.MONTHLY, date(2025, 1, 31)),  # clamped at February's end
+    (date(2025, 4, 30), date(2025, 5, 30), Interval.MONTHLY, date(2025, 4, 30)),
+    (date(2025, 3, 1), date(2026, 3, 1), Interval.ANNUAL, date(2025, 3, 1)),
+    (date(2025, 2, 28), date(2026, 2, 28), Interval.ANNUAL, date(2025, 2, 28)),
+])
+def test_an_imported_period_finds_the_anchor_of_its_schedule(start: date, end: date, interval: Interval,
+                                                             anchor: date) -> None:
+    assert anchor_for(start, end, interval) == anchor
+
+
+@pytest.mark.parametrize(("start", "end", "interval"), [
+    (date(2025, 11, 15), date(2025, 12, 14), Interval.MONTHLY),  # a day short
+    (date(2025, 11, 15), date(2026, 1, 15), Interval.MONTHLY),  # two months
+    (date(2025, 11, 15), date(2025, 12, 15), Interval.ANNUAL),
+    (date(2025, 11, 15), date(2025, 11, 15), Interval.MONTHLY),
+])
+def test_a_period_no_schedule_has_is_refused(start: date, end: date, interval: Interval) -> None:
+    assert anchor_for(start, end, interval) is None
