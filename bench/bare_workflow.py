@@ -17,3 +17,31 @@ class BareRenewals:
             await workflow.execute_activity(noop, period, start_to_close_timeout=timedelta(seconds=30))
             await workflow.sleep(timedelta(days=30))
         return months
+
+
+@workflow.defn
+class BareOnce:
+    """The floor of a renewal: a workflow that runs one no-op activity (bench/renewal_storm.py)."""
+
+    @workflow.run
+    async def run(self, n: int) -> int:
+        return await workflow.execute_activity(noop, n, start_to_close_timeout=timedelta(seconds=30))
+
+
+async def serve(address: str, task_queue: str) -> None:
+    """A worker of the bare workflows in its own process, as ours runs in its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    client = await Client.connect(address)
+    await Worker(client, task_queue=task_queue, workflows=[BareRenewals, BareOnce], activities=[noop],
+                 activity_executor=ThreadPoolExecutor(16), max_concurrent_activities=16).run()
+
+
+if __name__ == "__main__":  # python bench/bare_workflow.py ADDRESS TASK_QUEUE
+    import asyncio
+    import sys
+
+    asyncio.run(serve(sys.argv[1], sys.argv[2]))

@@ -19,17 +19,19 @@ class DevServer:
         stop_process(self.process)
 
 
-def start_dev_server(data_dir: Path, *, ui_port: int | None = None) -> DevServer:
-    """`temporal server start-dev` on free ports, state kept in data_dir, our attributes registered."""
+def start_dev_server(data_dir: Path, *, ui_port: int | None = None, in_memory: bool = False) -> DevServer:
+    """`temporal server start-dev` on free ports, state kept in data_dir (or, `in_memory`, in
+    SQLite in memory: no fsync, for benchmarks), our attributes registered."""
     port = free_port()
     if ui_port is None:  # the UI's usual port when it is free, so bookmarks keep working
         ui_port = DEFAULT_UI_PORT if port_is_free(DEFAULT_UI_PORT) else free_port()
     args = [
         venv_binary("temporal"), "server", "start-dev",
         "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui_port),
-        "--db-filename", str(data_dir / "temporal.sqlite"),
         "--log-level", "warn", "--ui-disable-news-fetch",
     ]
+    if not in_memory:
+        args += ["--db-filename", str(data_dir / "temporal.sqlite")]
     for key in SEARCH_ATTRIBUTES:
         args += ["--search-attribute", f"{key.name}=Keyword"]
     log = data_dir / "logs" / "temporal.log"

@@ -8,7 +8,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -25,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from adapters.stripe_gateway import CardRefused, StripeGateway
 from billing.catalog import Catalog, Plan, UnknownPlan
 from billing.intervals import Interval, Line, Product, home_line, lines_occupied
+from billing.periods import anchor_for
 from billing.rules import Refused, check_new_subscription
 from billing.statuses import InvoiceStatus, SubscriptionStatus
 from contracts import search_attributes as sa
@@ -33,6 +35,7 @@ from contracts.subscription import (
     ChangePlan,
     ChangeResult,
     Ended,
+    ImportedPeriod,
     NewSubscription,
     Payer,
     Scheduled,
@@ -63,6 +66,13 @@ class NoAnswer(Exception):
 T = TypeVar("T")
 
 
+def _imported_period(start: date, end: date, interval: Interval) -> ImportedPeriod:
+    anchor = anchor_for(start, end, interval)
+    if anchor is None:
+        raise Refused(f"{start} → {end} is not one {interval.value} period (e.g. 2025-01-15 → 2025-02-15)")
+    return ImportedPeriod(anchor=anchor, start=start, end=end)
+
+
 def workflow_id(client_id: str, line: Line) -> str:
     """One workflow id per client and line: Temporal itself refuses a second live one (R2)."""
     return f"subscription:{client_id}:{line.value}"
@@ -81,7 +91,10 @@ class SubscriptionService:
     # --- subscribing --------------------------------------------------------------------
 
     async def subscribe(self, *, client_id: str, plan_code: str, interval: str, payer_kind: str,
-                        actor: Actor = OPERATOR) -> SubscriptionState:
+                        actor: Actor = OPERATOR, imported: tuple[date, date] | None = None) -> SubscriptionState:
+        """Start a subscription today; or, with `imported` = (period_start, period_end), one whose
+        current period a firm's old tool already billed: no invoice now, the renewal at its end
+        (at once when that is past) is the first we issue."""
         plan = self._plan(plan_code)
         interval_ = _interval(interval)
         client = await asyncio.to_thread(self.visible_client, client_id, actor)
@@ -93,6 +106,7 @@ class SubscriptionService:
             subscription_id=f"{client_id}.{line.value}.{uuid.uuid4().hex[:12]}", client_id=client_id,
             firm_id=client.firm_id, line=line, plan=plan, interval=interval_, payer=payer,
             retry_days=self.retry_days,
+            imported=None if imported is None else _imported_period(*imported, interval_),
         )
         return await self._start(new)
 
@@ -108,7 +122,7 @@ class SubscriptionService:
         wf_id = workflow_id(new.client_id, new.line)
         try:
             return await asyncio.wait_for(self._start_once_free(new, wf_id, attributes), ANSWER_DEADLINE.total_seconds())
-        except TimeoutError:
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # ours, or the server's long poll
             raise NoAnswer(f"the subscription of client {new.client_id} did not answer within "
                            f"{ANSWER_DEADLINE.total_seconds():.0f} s: it may still be opening; ask for its state") from None
 
@@ -203,7 +217,7 @@ class SubscriptionService:
         handle = self.temporal.get_workflow_handle(workflow_id(client_id, line))
         try:
             return await asyncio.wait_for(handle.execute_update(update, *args), ANSWER_DEADLINE.total_seconds())
-        except TimeoutError:
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # ours, or the server's long poll
             raise NoAnswer(f"the subscription of client {client_id} on the {line.value} line did not answer within "
                            f"{ANSWER_DEADLINE.total_seconds():.0f} s; the change may still be applied: "
                            "ask for its state before trying again") from None
