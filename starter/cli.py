@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from starter.operator_cli import add_operator_commands
 
     add_operator_commands(commands)  # subscriptions list|show, invoices show
+    from starter.importer import add_import_command
+
+    add_import_command(commands)  # import FILE.csv
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -76,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from starter.simulate_cli import simulate_file
 
         return simulate_file(settings, args.scenario, args.histories)
+    if args.command == "import":
+        from starter.importer import import_command
+
+        return import_command(settings, args)
     if args.command in ("subscriptions", "invoices"):
         from starter.operator_cli import operator_command
 

@@ -124,8 +124,9 @@ class SubscriptionWorkflow:
     async def _open(self) -> None:
         s = self.state
         try:
-            refusal = await calls.call(RecordActivities.open_subscription, OpenSubscription(
-                state=s, notices=self._notice("started", f"Subscription to {s.plan.name} started", s.payer)),
+            # An imported subscription is not news to its payer: no "started" notice.
+            notices = [] if self._imported else self._notice("started", f"Subscription to {s.plan.name} started", s.payer)
+            refusal = await calls.call(RecordActivities.open_subscription, OpenSubscription(state=s, notices=notices),
                 summary=f"open {s.plan.name} {s.interval.value} from {s.period_start}")
         except ActivityError as exc:
             if (message := calls.unrecoverable(exc)) is None:
