@@ -54,7 +54,7 @@ def current_details(s: SubscriptionState, used: int | None, used_as_of: date | N
     ] + [f"{d.number}{_amount(d.total)}: on hold (Stripe refused the request), waits for a new card"
          for d in s.on_hold]
     open_invoices += [f"{number}: charging now" for number in charging]
-    rows.append(("Open invoices", "<br>".join(open_invoices) or "none"))
+    rows.append(("Unpaid", "<br>".join(open_invoices) or "none"))
     if s.alerts:
         last = s.alerts[-1]
         rows.append(("Last alert", f"{last.at:%Y-%m-%d %H:%M} {last.step}: {last.error}"))

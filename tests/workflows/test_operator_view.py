@@ -36,7 +36,7 @@ def test_a_subscription_reads_at_a_glance_in_the_temporal_ui(simulation_parts: S
             details = metadata.current_details
             for shown in ("| Status | **active** |", "| Plan | Standard (`standard`), monthly, 39,00\u00a0€ excl. VAT |",
                           "| Payer | firm:cab-1 |", "0 / 200 documents", "| Next renewal |",
-                          "| Scheduled | none |", "| Open invoices | none |"):
+                          "| Scheduled | none |", "| Unpaid | none |"):
                 assert shown in details, (shown, details)
 
             converter = DataConverter.default
