@@ -33,14 +33,16 @@ class WorkerTuning:
     activity_threads: database activities at once (each holds a pooled connection);
     payment_threads: charges at once (each waits on Stripe, ~0.1-1 s);
     payments_per_second: charges started per second across ALL workers of the payments queue
-      (the server enforces it): a charge makes two Stripe requests (create, confirm), and Stripe
-      allows 100 a second in live mode, so 30 leaves room for card updates and webhooks;
+      (the server enforces it). Stripe allows 100 requests a second in live mode and 25 a second
+      on any one endpoint; a charge makes one create, one confirm and one read of the intent,
+      and each webhook event one more read (docs/scaling.md): 8 charges/s keeps the read
+      endpoint at 24/s with webhooks on;
     max_cached_workflows: subscription workflows kept in memory (sticky): a renewal storm of
       more than this replays histories from the server instead."""
 
     activity_threads: int = 16
     payment_threads: int = 8
-    payments_per_second: float = 30.0
+    payments_per_second: float = 8.0
     max_cached_workflows: int = 2000
 
     @property
