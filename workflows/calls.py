@@ -49,6 +49,17 @@ async def call(activity: Callable[..., T], arg: Any, *, heartbeat: timedelta | N
 
 
 PAYMENTS_QUEUE = "payments-queue"  # workflow.patched id: charges on their own task queue (issue 10)
+# workflow.patched id (issue 10): a run lives through many renewals and continues as new only when its
+# history grows long; renewals upsert only search attributes that changed. A run that has it has every
+# patch before it (LEAN_RENEWAL, PAYMENTS_QUEUE) too: one marker per run instead of one for each.
+LONG_RUNS = "long-runs"
+
+
+def patched(patch_id: str) -> bool:
+    """`workflow.patched(patch_id)` for a patch older than LONG_RUNS. LONG_RUNS is asked first, wherever an
+    older patch is asked: a run's first decision point decides it (False in a run recorded before it), so
+    the older patch is never memoized False in a run that then answers True here."""
+    return workflow.patched(LONG_RUNS) or workflow.patched(patch_id)
 
 
 def payments_task_queue(task_queue: str) -> str:
@@ -56,10 +67,14 @@ def payments_task_queue(task_queue: str) -> str:
     return f"{task_queue}-payments"
 
 
-async def charge(invoice_id: int, attempt_no: int, on: Any, *, number: str, total: int | None) -> ChargeOutcome:
+async def charge(invoice_id: int, attempt_no: int, on: Any, *, number: str, total: int | None,
+                 long_runs: bool = False) -> ChargeOutcome:
+    """`long_runs`: the caller is a workflow that knows LONG_RUNS (the subscription), which stands for
+    PAYMENTS_QUEUE in its runs."""
     request = ChargeInvoice(invoice_id=invoice_id, attempt_no=attempt_no, business_date=on)
     summary = charge_summary(number, total, attempt_no)
-    if not workflow.patched(PAYMENTS_QUEUE):  # runs from before: the charge on the workflow's queue
+    on_payments_queue = patched(PAYMENTS_QUEUE) if long_runs else workflow.patched(PAYMENTS_QUEUE)
+    if not on_payments_queue:  # runs from before: the charge on the workflow's queue
         return await call(PaymentActivities.charge_invoice, request, heartbeat=CHARGE_HEARTBEAT, summary=summary)
     return await workflow.execute_activity_method(
         PaymentActivities.charge_invoice, request, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY,

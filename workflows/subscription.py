@@ -2,8 +2,9 @@
 
 The workflow decides; activities record, invoice, charge and notify. Business dates come
 from `workflow.now()` read as a Paris calendar date. Renewal is this workflow's own timer at
-the period end (midnight in Paris); after a renewal the run continues-as-new with the state,
-so the history of a subscription that lives for years stays small.
+the period end (midnight in Paris); a run lives through renewal after renewal and continues-as-new
+with the state once its history is long (RUN_HISTORY_EVENTS), so the history of a subscription that
+lives for years stays bounded, and a renewal costs the server no new run (issue 10).
 
 R17: a change holds the lock only while it records and invoices (database work); charges run
 in the background, outside the lock, so an update answers in seconds whatever Stripe does.
@@ -68,6 +69,9 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 # workflow.patched ids: runs recorded before a change replay the old path (tests/workflows/histories).
 LEAN_RENEWAL = "lean-renewal"  # issue 10: a renewal's database work in one activity
+# LONG_RUNS (calls.py): past these, a run that renews in place continues as new (once quiet).
+RUN_HISTORY_EVENTS = 1_000
+RUN_HISTORY_BYTES = 4 * 1024 * 1024
 
 
 def refuse(message: str) -> ApplicationError:
@@ -80,7 +84,8 @@ class SubscriptionWorkflow:
     def __init__(self, input: SubscriptionInput) -> None:
         self._lock = asyncio.Lock()  # one change at a time, renewal included
         self._charging: set[int] = set()  # invoices whose charge runs in the background
-        self._renewed = False  # a renewal happened in this run: continue as new once quiet
+        self._renewed = False  # a renewal happened in this run: continue as new once quiet (runs before LONG_RUNS)
+        self._renews_in_place = False  # LONG_RUNS: renewals stay in this run until its history is long
         self._refusal: str | None = None  # the subscription could not open (R2)
         self._successor: NewSubscription | None = None  # R10: who takes over at the end
         self._task_failure: Exception | None = None  # raised by `run`: a background task's bug
@@ -118,7 +123,7 @@ class SubscriptionWorkflow:
                 continue
             if self.state.ended_on is not None:
                 return await self._finish()
-            if self._renewed or workflow.info().is_continue_as_new_suggested():
+            if self._renewed or workflow.info().is_continue_as_new_suggested() or self._history_long():
                 workflow.continue_as_new(SubscriptionInput(state=self.state))
 
     async def _open(self) -> None:
@@ -154,7 +159,7 @@ class SubscriptionWorkflow:
         """At the period end: close it and bill its overage, then renew or end."""
         s = self.state
         closing = s.period
-        if not s.ending and workflow.patched(LEAN_RENEWAL):
+        if not s.ending and calls.patched(LEAN_RENEWAL):
             await self._renew_in_one_step()
             return
         overage = await self._close_period(closing.end)
@@ -199,8 +204,13 @@ class SubscriptionWorkflow:
         if renewed is not None:
             self._used, self._used_as_of = 0, period.start
             self._collect(renewed.invoice, period.start)
+        else:  # not recorded (the operator is alerted): this period's usage is not known here
+            self._used, self._used_as_of = None, None
         self._show()
-        self._renewed = True
+        if workflow.patched(calls.LONG_RUNS):
+            self._renews_in_place = True  # the next renewal happens in this run, unless its history is long
+        else:
+            self._renewed = True
 
     async def _end(self, on: date, reason: EndReason, overage: InvoiceLine | None,
                    *, dun: bool = True) -> IssuedInvoice | None:
@@ -274,8 +284,15 @@ class SubscriptionWorkflow:
         s = self.state
         if self._due_now() or self._task_failure is not None:
             return True
-        wants_to_close = s.ended_on is not None or self._renewed or workflow.info().is_continue_as_new_suggested()
+        wants_to_close = (s.ended_on is not None or self._renewed or workflow.info().is_continue_as_new_suggested()
+                          or self._history_long())
         return wants_to_close and self._quiet()
+
+    def _history_long(self) -> bool:
+        """A run that renews in place continues as new past this (the server suggests it much later)."""
+        info = workflow.info()
+        return self._renews_in_place and (info.get_current_history_length() >= RUN_HISTORY_EVENTS
+                                          or info.get_current_history_size() >= RUN_HISTORY_BYTES)
 
     def _due_now(self) -> bool:
         s, now = self.state, workflow.now()
@@ -335,7 +352,7 @@ class SubscriptionWorkflow:
         card_version = self.state.card_version
         try:
             try:
-                outcome = await calls.charge(invoice_id, attempt_no, on, number=number, total=total)
+                outcome = await calls.charge(invoice_id, attempt_no, on, number=number, total=total, long_runs=True)
             except ActivityError as exc:
                 message = calls.unrecoverable(exc)
                 if message is None:
@@ -665,12 +682,18 @@ class SubscriptionWorkflow:
         self._upsert_search_attributes()
 
     def _upsert_search_attributes(self) -> None:
+        """Only when one changed (LONG_RUNS): a renewal or a paid retry rarely changes any, and each
+        upsert is a history event and a visibility write on the server."""
         s = self.state
-        workflow.upsert_search_attributes([
+        updates = [
             sa.FIRM_ID.value_set(s.firm_id), sa.CLIENT_ID.value_set(s.client_id),
             sa.PLAN_CODE.value_set(s.plan.code), sa.SUBSCRIPTION_STATUS.value_set(s.status.value),
             sa.BILLING_INTERVAL.value_set(s.interval.value), sa.PAYER_KIND.value_set(s.payer.kind),
-        ])
+        ]
+        shown = workflow.info().typed_search_attributes  # as the run started, with its upserts since
+        if all(shown.get(u.key) == u.value for u in updates) and workflow.patched(calls.LONG_RUNS):
+            return
+        workflow.upsert_search_attributes(updates)
 
     async def _close_period(self, end: date) -> InvoiceLine | None:
         """Close the period to usage at `end` and bill its overage at the plan in force (R4)."""
