@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     payments_per_second: float = Field(default=8.0, gt=0)
     activity_threads: int = Field(default=16, ge=1)
     payment_threads: int = Field(default=8, ge=1)
-    max_cached_workflows: int = Field(default=2000, ge=0)
+    max_cached_workflows: int = Field(default=1000, ge=0)
 
     catalog_path: Path | None = None
     data_dir: Path = PROJECT_ROOT / ".var"
