@@ -59,6 +59,7 @@ class Parts:
     stripe_api_base: str
     task_queue: str
     logs: Path
+    payments_per_second: float = 1000.0
 
 
 class WorkerProcess:
@@ -75,7 +76,10 @@ class WorkerProcess:
         env = {**os.environ, "DATABASE_URL": self.parts.database_url, "TEMPORAL_ADDRESS": self.parts.temporal_address,
                "STRIPE_API_BASE": self.parts.stripe_api_base, "STRIPE_API_KEY": "sk_test_localstripe",
                "TASK_QUEUE": self.parts.task_queue, "METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
-               "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING"}
+               "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING",
+               # localstripe has no rate limit: the storm measures our code and the engine, not
+               # production's Stripe budget (PAYMENTS_PER_SECOND, 8 by default; --payments-per-second)
+               "PAYMENTS_PER_SECOND": str(self.parts.payments_per_second)}
         env.pop("SMTP_URL", None)
         log = open(self.parts.logs / f"worker-{self.kills}.log", "wb")  # noqa: SIM115 (the child keeps it)
         self.process = subprocess.Popen([sys.executable, "-m", "starter", "worker"], cwd=ROOT, env=env,
@@ -285,6 +289,8 @@ def main() -> None:
     parser.add_argument("--live", type=int, help="more subscriptions imported live for the RSS reading "
                                                  "(default 8000; 300 with --quick; 0: none)")
     parser.add_argument("--kill-worker", type=int, default=0, metavar="K", help="SIGKILL the worker K times")
+    parser.add_argument("--payments-per-second", type=float, default=1000.0,
+                        help="the payments queue's rate limit (default 1000: localstripe has none; production: 8)")
     parser.add_argument("--on-disk", action="store_true", help="the dev server keeps its state in a SQLite file "
                                                                 "(fsync on every write) instead of in memory")
     args = parser.parse_args()
@@ -308,7 +314,8 @@ def main() -> None:
             create_database(postgres.url(), "storm")
             url = database_url(postgres.url(), "storm")
             upgrade(url)
-            parts = Parts(url, temporal.address, stripe.api_base, f"storm-{uuid.uuid4().hex[:6]}", logs)
+            parts = Parts(url, temporal.address, stripe.api_base, f"storm-{uuid.uuid4().hex[:6]}", logs,
+                          args.payments_per_second)
             floor = asyncio.run(baseline(temporal.address, storm, logs))
             result = asyncio.run(storm_and_live(parts, storm, live, args.kill_worker))
         finally:
