@@ -17,12 +17,10 @@ import pytest
 from sqlalchemy import select
 
 from billing.catalog import DEFAULT_CATALOG_PATH, load_catalog
-from billing.intervals import Line
 from billing.periods import paris_date
 from settings import Settings
 from starter.importer import COLUMNS, ImportReport, add_import_command, import_command, import_rows, read_csv
 from starter.scenario import ScenarioClient, ScenarioFirm, shift
-from starter.service import workflow_id
 from starter.simulate import Simulation, SimulationParts, simulation
 from store.models import Client, Firm, Invoice, Notification, PaymentCustomer, Subscription
 
@@ -78,16 +76,19 @@ def invoices(sim: Simulation) -> list[tuple[str, str, str, str, str]]:
 
 
 async def renewed_at_once(sim: Simulation, client_id: str) -> None:
-    """Wait until the run that opened the client's subscription has renewed it and continued as
-    new, then until the charge is done (`sim.settle()`; its queries, sent to a run continuing as
-    new, would wait 30 s on the time-skipping server)."""
-    handle = sim.env.client.get_workflow_handle(workflow_id(client_id, Line.EINVOICING))
+    """Wait until the client's renewal invoice is recorded and its charge settled: the run that
+    opened the subscription renews it at once, in the same run (issue 10: no continue-as-new)."""
     deadline = asyncio.get_running_loop().time() + 60
-    while not (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes \
-            .continued_execution_run_id:
+    while not await asyncio.to_thread(_renewal_settled, sim, client_id):
         assert asyncio.get_running_loop().time() < deadline, f"{client_id} was not renewed at once"
         await asyncio.sleep(0.05)
     await sim.settle()
+
+
+def _renewal_settled(sim: Simulation, client_id: str) -> bool:
+    with sim.sessions() as session:
+        statuses = session.scalars(select(Invoice.status).where(Invoice.client_id == client_id)).all()
+    return bool(statuses) and all(status != "open" for status in statuses)
 
 
 def stored(sim: Simulation) -> dict[str, list[Any]]:
