@@ -176,7 +176,9 @@ class Simulation:
         try:
             return await handle.query(query)
         except RPCError as exc:
-            if exc.status != RPCStatusCode.DEADLINE_EXCEEDED or last_chance:
+            # DEADLINE_EXCEEDED from the server, CANCELLED "Timeout expired" from the client's own
+            # RPC timeout (seen in a year-long simulation): both mean "no answer yet".
+            if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or last_chance:
                 raise
             return False
 
