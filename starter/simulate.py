@@ -8,10 +8,11 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from itertools import groupby
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
@@ -39,11 +41,20 @@ from starter.service import SubscriptionService, workflow_id
 from store.db import make_engine, make_session_factory
 from store.models import Client as ClientRow
 from store.models import Firm, Subscription
-from worker import build_worker
+from worker import WorkerTuning, build_worker
 from workflows.subscription import SubscriptionWorkflow
 
 STEP_TIME = timedelta(hours=12)  # steps happen at noon in Paris, after the night's renewals
 SETTLE_TIMEOUT = timedelta(seconds=120)  # real time allowed for due renewals to finish
+SLEEP_TIMEOUT = timedelta(minutes=30)  # real time allowed for one move of the clock and all it brings
+LOCAL_PAYMENTS_PER_SECOND = 10_000.0  # localstripe: no rate limit to stay under
+CONCURRENCY = 32  # steps (and settling queries) in flight at once
+# Steps that may number an invoice before they answer (the opening, an upgrade's proration, a
+# final invoice): numbers are global and sequential, so these keep the scenario's order.
+NUMBERING_VERBS = frozenset({"subscribe", "change_plan", "cancel_now"})
+# A card touches its payer's customer and every open invoice of it (a firm's: many clients),
+# and retries them in the background: it waits for every earlier step, and every later one for it.
+BARRIER_VERBS = frozenset({"update_card"})
 
 
 @dataclass
@@ -62,17 +73,7 @@ async def simulate(scenario: Scenario, parts: SimulationParts,
     """Run every step, then report as of `until`; `histories` collects every workflow run."""
     catalog = parse_catalog(scenario.catalog) if scenario.catalog is not None else load_catalog(DEFAULT_CATALOG_PATH)
     async with simulation(catalog, parts, first_date=scenario.first_date) as sim:
-        await sim.add_parties(scenario.firms, scenario.clients)
-        for index, step in enumerate(scenario.steps):
-            await sim.advance_to(step.at)
-            try:
-                await sim.perform(step, index)
-            except (Refused, ValidationError) as exc:
-                sim.errors.append({"step": index, "error": sim.in_scenario_dates(_sentence(exc))})
-        await sim.advance_to(scenario.until)
-        if histories is not None:
-            histories.extend(await sim.histories())
-        return sim.report()
+        return await sim.run(scenario, histories)
 
 
 @asynccontextmanager
@@ -85,8 +86,13 @@ async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: da
     name = f"simulation_{uuid.uuid4().hex[:12]}"
     create_database(parts.postgres_admin_url, name, template=parts.template_database)
     url = database_url(parts.postgres_admin_url, name)
-    engine = make_engine(url)
+    tuning = simulation_tuning(parts)
+    # the worker's activities, as in production, and a few more for the steps' own reads and writes
+    engine = make_engine(url, pool_size=tuning.database_connections, max_overflow=8)
     try:
+        with engine.begin() as conn:  # a throwaway database: commits need not wait for the disk
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        engine.dispose()  # connections made from now on take the setting
         if parts.template_database is None:
             from store.migrate import upgrade
 
@@ -105,11 +111,19 @@ async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: da
             if not worker:
                 yield sim
                 return
-            async with build_worker(env.client, task_queue, sessions, gateway):
+            async with build_worker(env.client, task_queue, sessions, gateway, tuning=tuning):
                 yield sim
     finally:
         engine.dispose()
         drop_database(parts.postgres_admin_url, name)
+
+
+def simulation_tuning(parts: SimulationParts) -> WorkerTuning:
+    """The production worker's settings, except that charges to a local Stripe (no rate limit
+    of its own) are not held to Stripe's rate."""
+    if parts.stripe_api_base is None:
+        return WorkerTuning()
+    return replace(WorkerTuning(), payments_per_second=LOCAL_PAYMENTS_PER_SECOND)
 
 
 async def register_search_attributes(client: Client) -> None:
@@ -129,6 +143,17 @@ class Simulation:
         self.errors: list[dict[str, Any]] = []
         self._next_due: dict[tuple[str, str], datetime] = {}  # when each line next renews
 
+    async def run(self, scenario: Scenario, histories: list[WorkflowHistory] | None = None) -> dict[str, Any]:
+        """The scenario's parties, its steps day by day, the clock moved to `until`, the report."""
+        await self.add_parties(scenario.firms, scenario.clients)
+        for day, steps in groupby(enumerate(scenario.steps), key=lambda indexed: indexed[1].at):
+            await self.advance_to(day)
+            await self.perform_day(list(steps))
+        await self.advance_to(scenario.until)
+        if histories is not None:
+            histories.extend(await self.histories())
+        return self.report()
+
     async def add_parties(self, firms: list[ScenarioFirm], clients: list[ScenarioClient]) -> None:
         with self.sessions.begin() as session:
             session.add_all(Firm(id=f.id, name=f.name) for f in firms)
@@ -136,38 +161,56 @@ class Simulation:
             session.add_all(ClientRow(id=c.id, name=c.name, firm_id=c.firm) for c in clients)
         cards = [(Payer(kind="firm", id=f.id), f.card) for f in firms]
         cards += [(Payer(kind="client", id=c.id), c.card) for c in clients]
-        for payer, card in cards:
-            if card:
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def register(payer: Payer, card: str) -> None:  # each payer its own Stripe customer
+            async with limit:
                 await self.service.register_card(payer=payer, card=card)
+
+        await _all(register(payer, card) for payer, card in cards if card)
 
     async def advance_to(self, day: date) -> None:
         """Move the clock to noon (Paris) of `day`, then wait for what fell due to be done."""
         target = paris_midnight(shift(day, self.years)) + STEP_TIME
         now = await self.env.get_current_time()
         if target > now:
-            await self.env.sleep(target - now)
+            await self.sleep(target - now)
             await self.settle()
+
+    async def sleep(self, duration: timedelta) -> None:
+        """`env.sleep`, but allowed SLEEP_TIMEOUT: the server answers once everything due on the
+        way is done, which for a month of many renewals outlasts the RPC's default deadline."""
+        request = SleepRequest()
+        request.duration.FromTimedelta(duration)
+        await self.env.client.test_service.unlock_time_skipping_with_sleep(request, timeout=SLEEP_TIMEOUT)
 
     async def settle(self) -> None:
         """Wait (in real time) until every renewal due by now has been carried out.
 
-        Only subscriptions whose next renewal is due (or not yet known) are asked."""
+        Only subscriptions whose next renewal is due (or not yet known) are asked, all at once."""
         now = await self.env.get_current_time()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SETTLE_TIMEOUT.total_seconds()
-        for key in self._lines():
-            if key in self._next_due and self._next_due[key] > now:
-                continue
-            handle = self.env.client.get_workflow_handle_for(
-                SubscriptionWorkflow.run, workflow_id(key[0], Line(key[1])))
-            while not await self._ask(handle, SubscriptionWorkflow.settled, loop.time() > deadline):
-                if loop.time() > deadline:
-                    raise TimeoutError(f"renewal of {key[0]}/{key[1]} due before {now} did not complete")
-                await asyncio.sleep(0.02)
-            while (state := await self._ask(handle, SubscriptionWorkflow.current, loop.time() > deadline)) is False:
-                await asyncio.sleep(0.02)
-            self._next_due[key] = (paris_midnight(state.period_end) if state.ended_on is None
-                                   else datetime.max.replace(tzinfo=now.tzinfo))
+        due = [key for key in self._lines() if not (key in self._next_due and self._next_due[key] > now)]
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def settle_line(key: tuple[str, str]) -> None:
+            async with limit:
+                await self._settle_line(key, now, deadline)
+
+        await _all(settle_line(key) for key in due)
+
+    async def _settle_line(self, key: tuple[str, str], now: datetime, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        handle = self.env.client.get_workflow_handle_for(SubscriptionWorkflow.run, workflow_id(key[0], Line(key[1])))
+        while not await self._ask(handle, SubscriptionWorkflow.settled, loop.time() > deadline):
+            if loop.time() > deadline:
+                raise TimeoutError(f"renewal of {key[0]}/{key[1]} due before {now} did not complete")
+            await asyncio.sleep(0.02)
+        while (state := await self._ask(handle, SubscriptionWorkflow.current, loop.time() > deadline)) is False:
+            await asyncio.sleep(0.02)
+        self._next_due[key] = (paris_midnight(state.period_end) if state.ended_on is None
+                               else datetime.max.replace(tzinfo=now.tzinfo))
 
     @staticmethod
     async def _ask(handle: Any, query: Any, last_chance: bool) -> Any:
@@ -181,6 +224,36 @@ class Simulation:
             if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or last_chance:
                 raise
             return False
+
+    async def perform_day(self, steps: list[tuple[int, Step]]) -> None:
+        """The steps of one day (with their indexes in the scenario), concurrently where they
+        touch different clients.
+
+        A step waits for the earlier steps of its client; one that may number an invoice for
+        the one before it that may (so numbers follow the scenario's order, as when run one by
+        one); a card update for every earlier step, and every later step for it. Refusals are
+        reported in step order."""
+        after = waits_for([step for _, step in steps])
+        refusals: dict[int, str] = {}
+        limit = asyncio.Semaphore(CONCURRENCY)
+        tasks: list[asyncio.Task[None]] = []
+
+        async def run(position: int) -> None:
+            for earlier in after[position]:
+                await asyncio.shield(tasks[earlier])  # its failure fails this one too
+            index, step = steps[position]
+            async with limit:
+                try:
+                    await self.perform(step, index)
+                except (Refused, ValidationError) as exc:
+                    refusals[index] = self.in_scenario_dates(_sentence(exc))
+
+        for position in range(len(steps)):
+            tasks.append(asyncio.create_task(run(position)))
+        try:
+            await _all(tasks)
+        finally:
+            self.errors.extend({"step": index, "error": refusals[index]} for index in sorted(refusals))
 
     async def perform(self, step: Step, index: int) -> None:
         try:
@@ -290,8 +363,50 @@ async def _perform(service: SubscriptionService, step: Step, index: int, now: da
         await action(client_id=target.client, line=target.line)
 
 
+def waits_for(steps: list[Step]) -> list[list[int]]:
+    """For each step of one day, the positions of the earlier steps it must wait for: the last
+    one of its client; the last one that may number an invoice, when it may too; the last card
+    update; and, for a card update, every earlier step."""
+    after: list[list[int]] = []
+    last_of_client: dict[str, int] = {}
+    last_numbering: int | None = None
+    last_barrier: int | None = None
+    for position, step in enumerate(steps):
+        if step.verb in BARRIER_VERBS:
+            after.append(list(range(position)))
+            last_barrier = position
+            continue
+        client = _client_key(step)
+        waits = {p for p in (last_of_client.get(client), last_barrier) if p is not None}
+        if step.verb in NUMBERING_VERBS and last_numbering is not None:
+            waits.add(last_numbering)
+        after.append(sorted(waits))
+        last_of_client[client] = position
+        if step.verb in NUMBERING_VERBS:
+            last_numbering = position
+    return after
+
+
+def _client_key(step: Step) -> str:
+    """Which client a step touches (as text: a malformed step may name anything, or nothing)."""
+    return repr(step.args.get("client"))
+
+
+async def _all(work: Iterable[Awaitable[Any]]) -> None:
+    """Await every one at once; on the first failure, cancel the rest, wait for them, and raise it."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 def _sentence(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         parts = [f"{'.'.join(str(p) for p in e['loc']) or 'step'}: {e['msg']}" for e in exc.errors()]
         return "bad step: " + "; ".join(parts)
     return str(exc)
+
