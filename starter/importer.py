@@ -58,7 +58,7 @@ import asyncio
 import csv
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -78,6 +78,7 @@ from billing.rules import Refused, check_new_subscription
 from billing.statuses import SubscriptionStatus
 from contracts.subscription import Payer
 from settings import Settings
+from starter.concurrently import all_or_cancel
 from store.models import Client as ClientRow
 from store.models import Firm, PaymentCustomer, Subscription
 
@@ -478,11 +479,11 @@ async def import_rows(service: "SubscriptionService", rows: list[ImportRow], *, 
                 advance(1 + len(duplicates.get(c.index, [])))
 
     # Firms' cards first: a firm pays for many clients, each of which waits for it.
-    await _all(register_firm(payer_id) for kind, payer_id in card_of if kind == "firm")
+    await all_or_cancel(register_firm(payer_id) for kind, payer_id in card_of if kind == "firm")
     by_client: dict[str, list[_Checked]] = {}
     for c in todo:
         by_client.setdefault(c.row.client_id, []).append(c)
-    await _all(import_client(client_rows) for client_rows in by_client.values())
+    await all_or_cancel(import_client(client_rows) for client_rows in by_client.values())
 
     for original, copies in duplicates.items():
         for index in copies:
@@ -663,16 +664,6 @@ async def workflow_today(temporal: "Client") -> date:
     return paris_date(answer.time.ToDatetime().replace(tzinfo=UTC))
 
 
-async def _all(work: Iterable[Awaitable[None]]) -> None:
-    """Run them all; on the first failure (not a refusal: an outage, a bug), cancel the rest and raise it."""
-    tasks = [asyncio.ensure_future(w) for w in work]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 # --- the command ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -35,6 +35,7 @@ from contracts import search_attributes as sa
 from contracts.subscription import Payer
 from embedded.postgres import create_database, database_url, drop_database
 from observability.metrics import install_runtime
+from starter.concurrently import all_or_cancel
 from starter.report import build_report
 from starter.scenario import Scenario, ScenarioClient, ScenarioFirm, Step, shift, shift_years
 from starter.service import SubscriptionService, workflow_id
@@ -167,7 +168,7 @@ class Simulation:
             async with limit:
                 await self.service.register_card(payer=payer, card=card)
 
-        await _all(register(payer, card) for payer, card in cards if card)
+        await all_or_cancel(register(payer, card) for payer, card in cards if card)
 
     async def advance_to(self, day: date) -> None:
         """Move the clock to noon (Paris) of `day`, then wait for what fell due to be done."""
@@ -198,7 +199,7 @@ class Simulation:
             async with limit:
                 await self._settle_line(key, now, deadline)
 
-        await _all(settle_line(key) for key in due)
+        await all_or_cancel(settle_line(key) for key in due)
 
     async def _settle_line(self, key: tuple[str, str], now: datetime, deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -251,7 +252,7 @@ class Simulation:
         for position in range(len(steps)):
             tasks.append(asyncio.create_task(run(position)))
         try:
-            await _all(tasks)
+            await all_or_cancel(tasks)
         finally:
             self.errors.extend({"step": index, "error": refusals[index]} for index in sorted(refusals))
 
@@ -392,16 +393,6 @@ def _client_key(step: Step) -> str:
     return repr(step.args.get("client"))
 
 
-async def _all(work: Iterable[Awaitable[Any]]) -> None:
-    """Await every one at once; on the first failure, cancel the rest, wait for them, and raise it."""
-    tasks = [asyncio.ensure_future(w) for w in work]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def _sentence(exc: Exception) -> str:
