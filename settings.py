@@ -1,11 +1,15 @@
 """All configuration, read once from the environment (or a .env file) through one class."""
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from einvoice import identifiers
+
 if TYPE_CHECKING:
+    from einvoice.document import Seller
     from worker import WorkerTuning
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -46,7 +50,22 @@ class Settings(BaseSettings):
     payments_per_second: float = Field(default=8.0, gt=0)
     activity_threads: int = Field(default=16, ge=1)
     payment_threads: int = Field(default=8, ge=1)
+    document_threads: int = Field(default=2, ge=1)  # e-invoices drawn at once (issue 11)
     max_cached_workflows: int = Field(default=1000, ge=0)
+
+    # Us, the seller every invoice names (issue 11): SIREN and VAT number checked as the API
+    # checks a firm's. The defaults are a fictitious demo company, so that `run` needs nothing;
+    # production sets them all (docker-compose.yml refuses to start without them).
+    seller_name: str = Field(default="Facturation Cabinets (démo)", min_length=1, max_length=200)
+    seller_siren: str = "900000050"
+    seller_vat_number: str = "FR21900000050"
+    seller_address_line1: str | None = "1 rue de la Démonstration"
+    seller_address_line2: str | None = None
+    seller_postal_code: str | None = "75002"
+    seller_city: str | None = "Paris"
+    seller_country: str = "FR"
+    seller_email: str | None = "facturation@example.com"
+    seller_legal_mentions: str = "SAS au capital de 10 000 € — RCS Paris 900 000 050 — société fictive de démonstration"
 
     catalog_path: Path | None = None
     data_dir: Path = PROJECT_ROOT / ".var"
@@ -56,7 +75,51 @@ class Settings(BaseSettings):
         from worker import WorkerTuning
 
         return WorkerTuning(activity_threads=self.activity_threads, payment_threads=self.payment_threads,
+                            document_threads=self.document_threads,
                             payments_per_second=self.payments_per_second, max_cached_workflows=self.max_cached_workflows)
+
+    def seller(self) -> "Seller":
+        """Our identity as an invoice names its seller."""
+        from einvoice.document import PostalAddress, Seller
+
+        address = PostalAddress(line1=self.seller_address_line1, line2=self.seller_address_line2,
+                                postal_code=self.seller_postal_code, city=self.seller_city, country=self.seller_country)
+        return Seller(name=self.seller_name, siren=self.seller_siren, vat_number=self.seller_vat_number,
+                      address=address, email=self.seller_email, legal_mentions=self.seller_legal_mentions)
+
+    @field_validator("seller_name", "seller_legal_mentions", mode="before")
+    @classmethod
+    def _stripped(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("seller_address_line1", "seller_address_line2", "seller_postal_code", "seller_city",
+                     "seller_email", mode="before")
+    @classmethod
+    def _stripped_or_unset(cls, value: object) -> object:
+        """Set to nothing (compose's `${SELLER_ADDRESS_LINE2:-}`), an optional part is left out."""
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator("seller_siren")
+    @classmethod
+    def _siren(cls, value: str) -> str:
+        return identifiers.siren(value)
+
+    @field_validator("seller_vat_number")
+    @classmethod
+    def _vat_number_of_the_siren(cls, value: str, info: ValidationInfo) -> str:
+        return identifiers.vat_number(value, siren=info.data.get("seller_siren"))
+
+    @field_validator("seller_country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        return identifiers.country_code(value)
+
+    @field_validator("seller_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,255}", value):
+            raise ValueError("must be an address like facturation@example.fr")
+        return value
 
     @field_validator("dunning_retry_days")
     @classmethod

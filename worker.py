@@ -5,9 +5,12 @@
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -15,13 +18,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.documents import DocumentActivities
 from activities.dunning import DunningActivities
 from activities.payments import DEFAULT_MINIMUM_CHARGE, PaymentActivities
-from activities.records import RecordActivities
+from activities.records import Issuer, RecordActivities
 from adapters.stripe_gateway import StripeGateway
+from billing.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
 from observability.metrics import install_runtime
 from settings import Settings
-from workflows.calls import payments_task_queue
+from workflows.calls import documents_task_queue, payments_task_queue
 from workflows.dunning import InvoiceDunningWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
@@ -32,6 +37,7 @@ class WorkerTuning:
 
     activity_threads: database activities at once (each holds a pooled connection);
     payment_threads: charges at once (each waits on Stripe, ~0.1-1 s);
+    document_threads: e-invoices drawn at once (issue 11), on their own task queue;
     payments_per_second: charges started per second across ALL workers of the payments queue
       (the server enforces it). Stripe allows 100 requests a second in live mode and 25 a second
       on any one endpoint; a charge makes one create, one confirm and one read of the intent,
@@ -43,12 +49,13 @@ class WorkerTuning:
 
     activity_threads: int = 16
     payment_threads: int = 8
+    document_threads: int = 2  # e-invoices drawn at once (CPU: ~0.1 s each; more workers, not threads)
     payments_per_second: float = 8.0
     max_cached_workflows: int = 1000
 
     @property
     def database_connections(self) -> int:
-        return self.activity_threads + self.payment_threads
+        return self.activity_threads + self.payment_threads + self.document_threads
 
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
@@ -64,34 +71,41 @@ async def connect(address: str, namespace: str = "default") -> Client:
 
 
 class BillingWorker:
-    """Two Temporal workers in one process: workflows and database activities on the task
-    queue; charges on its `-payments` queue, rate-limited under Stripe's limit (issue 10)."""
+    """Three Temporal workers in one process: workflows and database activities on the task
+    queue; charges on its `-payments` queue, rate-limited under Stripe's limit (issue 10);
+    e-invoices drawn on its `-documents` queue (issue 11)."""
 
-    def __init__(self, main: Worker, payments: Worker) -> None:
-        self.main, self.payments = main, payments
+    def __init__(self, main: Worker, payments: Worker, documents: Worker) -> None:
+        self.main, self.payments, self.documents = main, payments, documents
+        self._running = AsyncExitStack()
 
     async def __aenter__(self) -> "BillingWorker":
-        await self.main.__aenter__()
-        try:
-            await self.payments.__aenter__()
-        except BaseException:
-            await self.main.__aexit__(None, None, None)
-            raise
+        async with AsyncExitStack() as starting:  # one that fails to start stops those started
+            for worker in (self.main, self.payments, self.documents):
+                await starting.enter_async_context(worker)
+            self._running = starting.pop_all()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self.payments.__aexit__(None, None, None)
-        finally:
-            await self.main.__aexit__(None, None, None)
+        await self._running.aclose()  # the last started stops first
 
     async def run(self) -> None:
-        await asyncio.gather(self.main.run(), self.payments.run())
+        await asyncio.gather(self.main.run(), self.payments.run(), self.documents.run())
+
+
+def issuer_from(settings: Settings, catalog: Catalog | None = None) -> Issuer:
+    """Our identity (SELLER_* settings) and the catalogue's plan names, for the invoices' e-invoices."""
+    plans = catalog if catalog is not None else load_catalog(settings.catalog_path or DEFAULT_CATALOG_PATH)
+    return Issuer(seller=settings.seller(), plan_names={plan.code: plan.name for plan in plans})
 
 
 def build_worker(client: Client, task_queue: str, sessions: sessionmaker[Session], gateway: StripeGateway,
-                 minimum_charge: int = DEFAULT_MINIMUM_CHARGE, tuning: WorkerTuning = WorkerTuning()) -> BillingWorker:
-    records = RecordActivities(sessions)
+                 minimum_charge: int = DEFAULT_MINIMUM_CHARGE, tuning: WorkerTuning = WorkerTuning(),
+                 issuer: Issuer | None = None, renderer: Callable[..., Any] | None = None) -> BillingWorker:
+    """`issuer` None: the one the environment's settings give (tests, benches). `renderer`: the
+    activity that draws e-invoices, when not ours (a test stands a failing one in)."""
+    records = RecordActivities(sessions, issuer or issuer_from(Settings()))
+    documents = DocumentActivities(sessions)
     payments = PaymentActivities(sessions, gateway, minimum_charge)
     dunning = DunningActivities(client, task_queue)
     main = Worker(
@@ -123,7 +137,15 @@ def build_worker(client: Client, task_queue: str, sessions: sessionmaker[Session
         max_task_queue_activities_per_second=tuning.payments_per_second,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
-    return BillingWorker(main, charges)
+    drawing = Worker(
+        client,
+        task_queue=documents_task_queue(task_queue),
+        activities=[renderer or documents.render_invoice_document],
+        activity_executor=ThreadPoolExecutor(tuning.document_threads),
+        max_concurrent_activities=tuning.document_threads,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+    return BillingWorker(main, charges, drawing)
 
 
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9464"
@@ -141,6 +163,9 @@ async def main() -> None:
     if not (settings.database_url and settings.temporal_address and (settings.stripe_api_key or settings.stripe_api_base)):
         raise SystemExit("worker.py needs DATABASE_URL, TEMPORAL_ADDRESS and STRIPE_API_KEY "
                          "(or STRIPE_API_BASE); `python -m starter run` starts an embedded stack instead")
+    if not {"seller_name", "seller_siren", "seller_vat_number"} <= settings.model_fields_set:
+        raise SystemExit("worker.py needs our identity for the invoices: SELLER_NAME, SELLER_SIREN and "
+                         "SELLER_VAT_NUMBER (and SELLER_ADDRESS_LINE1, …): the demo company is for `run` only")
     smtp = SmtpServer.from_url(settings.smtp_url) if settings.smtp_url else None
     metrics_address = settings.metrics_address or DEFAULT_METRICS_ADDRESS
     install_runtime(metrics_address)
@@ -162,7 +187,8 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):  # `docker stop`: finish the tasks in hand, then leave
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        async with build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge, tuning):
+        async with build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge, tuning,
+                                issuer_from(settings)):
             await stop.wait()
             log.info("stopping: finishing the tasks in hand")
     finally:

@@ -1,4 +1,5 @@
 """Activities on the system of record: the read model, periods, invoices, notices."""
+from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import func, select, update
@@ -24,8 +25,10 @@ from contracts.activities import (
     Renewed,
 )
 from contracts.subscription import SubscriptionState
+from einvoice.document import Seller
 from observability.metrics import count
 from store.alerts import raise_alert
+from store.invoice_documents import snapshot_parties
 from store.invoices import draft_invoice, finalize_invoice
 from store.models import Client, Invoice, Subscription, SubscriptionPeriod
 from store.notifications import queue_notice
@@ -34,9 +37,19 @@ from store.subscriptions import ensure_period, upsert_subscription
 from store.usage import period_total
 
 
+@dataclass(frozen=True)
+class Issuer:
+    """Who issues our invoices (settings) and what the plans are called (the catalogue): kept on
+    each invoice when it is numbered, for its e-invoice (issue 11)."""
+
+    seller: Seller
+    plan_names: dict[str, str]
+
+
 class RecordActivities:
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], issuer: Issuer) -> None:
         self._sessions = session_factory
+        self._issuer = issuer
 
     @activity.defn
     @unrecoverable_errors_classified
@@ -92,7 +105,7 @@ class RecordActivities:
                                    Consumption(quota=request.closing_quota, used=used))
             _record(session, request.state, request.notices)
             s = request.state
-            issued, newly = _issue(session, IssueInvoice(
+            issued, newly = _issue(session, self._issuer, IssueInvoice(
                 idempotency_key=request.invoice_key, subscription_id=s.subscription_id, client_id=s.client_id,
                 payer=s.payer, issued_on=s.period_start, lines=[line for line in (request.fee, overage) if line]))
         if newly:
@@ -104,7 +117,7 @@ class RecordActivities:
     def issue_invoice(self, request: IssueInvoice) -> IssuedInvoice:
         """Draft and number the invoice in one transaction (a retry finds it, number and all)."""
         with self._sessions.begin() as session:
-            issued, newly = _issue(session, request)
+            issued, newly = _issue(session, self._issuer, request)
         if newly:  # counted once it is committed, not again when a retry finds it
             _count_issued(issued, request.client_id, request.subscription_id)
         return issued
@@ -183,8 +196,9 @@ def _close(session: Session, subscription_id: str, period_start: date, end: date
     return period.documents
 
 
-def _issue(session: Session, request: IssueInvoice) -> tuple[IssuedInvoice, bool]:
-    """The invoice numbered, its notice queued; and whether this call numbered it."""
+def _issue(session: Session, issuer: Issuer, request: IssueInvoice) -> tuple[IssuedInvoice, bool]:
+    """The invoice numbered with its parties' snapshot, its notice queued; and whether this call
+    numbered it."""
     invoice = draft_invoice(
         session, idempotency_key=request.idempotency_key, client_id=request.client_id,
         payer_kind=request.payer.kind, payer_id=request.payer.id, issued_on=request.issued_on,
@@ -192,13 +206,15 @@ def _issue(session: Session, request: IssueInvoice) -> tuple[IssuedInvoice, bool
     )
     newly_issued = invoice.number is None
     invoice = finalize_invoice(session, invoice.id)
+    if newly_issued:
+        snapshot_parties(session, invoice, issuer.seller, issuer.plan_names)
     number = invoice.display_number
     assert number is not None
     queue_notice(
         session, dedupe_key=f"invoice:{invoice.id}", kind="invoice_issued",
         recipient_kind=request.payer.kind, recipient_id=request.payer.id,
         subject=f"Invoice {number} for client {request.client_id}", business_date=request.issued_on,
-        payload={"invoice": number, "total": invoice.total, "subtotal": invoice.subtotal,
+        payload={"invoice": number, "invoice_id": invoice.id, "total": invoice.total, "subtotal": invoice.subtotal,
                  "tax": invoice.tax, "client_id": request.client_id, "issued_on": invoice.issued_on.isoformat()},
     )
     return IssuedInvoice(invoice_id=invoice.id, number=number, issued_on=invoice.issued_on,

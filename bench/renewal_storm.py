@@ -81,6 +81,8 @@ class WorkerProcess:
                # production's Stripe budget (PAYMENTS_PER_SECOND, 8 by default; --payments-per-second)
                "PAYMENTS_PER_SECOND": str(self.parts.payments_per_second)}
         env.pop("SMTP_URL", None)
+        # Production's worker refuses to issue invoices as the demo company: a bench identity.
+        env.update(SELLER_NAME="Banc d'essai SAS", SELLER_SIREN="900000076", SELLER_VAT_NUMBER="FR02900000076")
         log = open(self.parts.logs / f"worker-{self.kills}.log", "wb")  # noqa: SIM115 (the child keeps it)
         self.process = subprocess.Popen([sys.executable, "-m", "starter", "worker"], cwd=ROOT, env=env,
                                         stdout=log, stderr=subprocess.STDOUT)

@@ -116,3 +116,15 @@ class Renewed(BaseModel):
 class MarkUncollectible(BaseModel):
     invoice_ids: list[int]
     business_date: date | None = None  # the payer's notice's date; None from runs older than it
+
+
+class RenderDocument(BaseModel):
+    """Issue 11: render a numbered invoice's Factur-X e-invoice (once; a retry finds it)."""
+
+    invoice_id: int
+    number: str
+
+
+class RenderedDocument(BaseModel):
+    xml_sha256: str
+    pdf_sha256: str

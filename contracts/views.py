@@ -28,12 +28,44 @@ class Page(View, Generic[T]):
     next_cursor: str | None = None
 
 
+# The legal identity of a firm or a client, as its e-invoices name it (issue 11): the columns
+# of both tables, the fields of both views, and what `PATCH` changes.
+PARTY_FIELDS = ("legal_name", "siren", "vat_number", "address_line1", "address_line2", "postal_code", "city",
+                "country", "billing_email")
+
+
 class ClientView(View):
     id: str
     external_id: str | None = None  # the firm's own reference, unique within the firm
     name: str
-    email: str | None = None
+    email: str | None = None  # where its notices go
     firm_id: str
+    legal_name: str | None = None  # None: its invoices name it by `name`
+    siren: str | None = None  # 9 digits
+    vat_number: str | None = None  # FR + 2-digit key + SIREN
+    address_line1: str | None = None
+    address_line2: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    country: str = "FR"  # ISO 3166-1 alpha-2
+    billing_email: str | None = None  # where its invoices go, when not `email`
+
+
+class FirmView(View):
+    """The firm itself: its name, where its notices go and its legal identity (issue 11)."""
+
+    id: str
+    name: str
+    email: str | None = None
+    legal_name: str | None = None
+    siren: str | None = None
+    vat_number: str | None = None
+    address_line1: str | None = None
+    address_line2: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    country: str = "FR"
+    billing_email: str | None = None
 
 
 class PlanRef(View):

@@ -4,16 +4,27 @@ are drawn from, so the two never disagree.
 Built once per invoice from its records and the parties' snapshot taken when it was numbered
 (`document_for`); money stays integer cents here and becomes decimal text only in the XML.
 """
+import re
 from datetime import date, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 VAT_RATE_PERCENT = 20  # category S, standard rate (billing.money.VAT_RATE)
 
 
+# Characters XML 1.0 cannot carry (C0 controls but tab, newline and return) and C1 controls: a
+# name stored with one must not make an invoice impossible to render, so they are dropped here.
+UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _printable(cls, value: object) -> object:
+        return UNPRINTABLE.sub("", value) if isinstance(value, str) else value
 
 
 class PostalAddress(Frozen):
@@ -124,8 +135,9 @@ class RecordedLine(Frozen):
 def document_line(line: RecordedLine, plan_name: str) -> DocumentLine:
     last_day = max(line.period_end - timedelta(days=1), line.period_start)
     label = LINE_LABELS[line.kind].format(plan=plan_name)
-    return DocumentLine(
-        kind=line.kind, description=f"{label} — du {french_date(line.period_start)} au {french_date(last_day)}",
-        first_day=line.period_start, last_day=last_day, quantity=line.quantity,
-        unit_price=line.amount // line.quantity if line.quantity else 0, amount=line.amount,
-    )
+    description = f"{label} — du {french_date(line.period_start)} au {french_date(last_day)}"
+    quantity = line.quantity
+    if quantity <= 0 or line.amount % quantity:  # no exact unit price in cents: one line of the whole
+        description, quantity = f"{description} — quantité {line.quantity}", 1
+    return DocumentLine(kind=line.kind, description=description, first_day=line.period_start, last_day=last_day,
+                        quantity=quantity, unit_price=line.amount // quantity, amount=line.amount)

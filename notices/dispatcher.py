@@ -12,6 +12,9 @@ which mail clients use to drop the copy.
   attempt after a back-off), the others go on.
 - No address, or the address refused for good (5xx): failed, with the reason, counted, not
   retried (an operator fixes the address; the row shows what was not sent).
+- An invoice's notice carries its Factur-X PDF (issue 11). The e-invoice is rendered just after
+  the invoice is numbered: its notice waits for it (not an attempt), for at most
+  DOCUMENT_WAIT, then goes without it (the operator was alerted of what failed to render).
 """
 import asyncio
 import logging
@@ -28,7 +31,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from notices.smtp import SmtpServer
 from notices.texts import Letter, Names, UnknownKind, write
 from observability.metrics import count
-from store.models import Client, Firm, Notification
+from store.invoice_documents import document_of, has_document
+from store.models import Client, Firm, Invoice, Notification
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,10 @@ MAX_BACKOFF = timedelta(hours=1)
 MAX_ATTEMPTS = 48  # a message refused for now this many times (about two days) fails for good
 IDLE_POLL_SECONDS = 2.0
 MAX_DOWN_WAIT_SECONDS = 60.0
+DOCUMENT_WAIT = timedelta(hours=1)  # an invoice's notice waits this long for its e-invoice at most
+DOCUMENT_POLL = timedelta(seconds=10)
+# Notices about an invoice or its payment go to the payer's billing address when it has one.
+BILLING_KINDS = frozenset({"invoice_issued", "invoice_uncollectible", "payment_failed"})
 
 
 class SmtpDown(Exception):
@@ -49,12 +57,19 @@ class Round:
     sent: list[int] = field(default_factory=list)
     deferred: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)  # for their invoice's e-invoice, not yet rendered
 
 
 @dataclass(frozen=True)
 class Recipient:
     address: str | None
     name: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    pdf: bytes
 
 
 class MailDispatcher:
@@ -76,10 +91,14 @@ class MailDispatcher:
                 notice_id: int | None = None
                 try:
                     with self._sessions.begin() as session:
-                        notice = self._next_due(session, now or datetime.now(UTC))
+                        moment = now or datetime.now(UTC)
+                        notice = self._next_due(session, moment)
                         if notice is None:
                             break
                         notice_id = notice.id
+                        if _waits_for_its_document(session, notice, moment):
+                            done.waiting.append(notice_id)
+                            continue
                         if smtp is None:
                             smtp = self._connect()
                         outcome = self._deliver(session, smtp, notice)
@@ -131,12 +150,13 @@ class MailDispatcher:
         transaction is rolled back: the notice stays as it was)."""
         ids = {"notice_id": notice.id, "client_id": notice.payload.get("client_id"),
                "firm_id": notice.payload.get("firm_id")}
-        recipient = self._recipient(session, notice.recipient_kind, notice.recipient_id)
+        attachment = _invoice_pdf(session, notice) if notice.kind == "invoice_issued" else None
+        recipient = self._recipient(session, notice.recipient_kind, notice.recipient_id, notice.kind)
         if recipient.address is None:
             return self._fail(notice, f"no e-mail address for {notice.recipient_kind} {notice.recipient_id}",
                               "no_address", ids)
         try:
-            message = self._message(session, notice, recipient)
+            message = self._message(session, notice, recipient, attachment)
         except ValueError as exc:  # an address or name no mail header can carry
             return self._fail(notice, f"cannot write the mail to {recipient.address!r}: {exc}", "bad_address", ids)
         notice.attempts += 1
@@ -185,13 +205,15 @@ class MailDispatcher:
         return "failed"
 
     @staticmethod
-    def _recipient(session: Session, kind: str, recipient_id: str) -> Recipient:
+    def _recipient(session: Session, kind: str, recipient_id: str, notice_kind: str) -> Recipient:
         row: Firm | Client | None = session.get(Firm, recipient_id) if kind == "firm" else session.get(Client, recipient_id)
         if row is None:
             return Recipient(None, recipient_id)
-        return Recipient(row.email or None, row.name)
+        billing = row.billing_email if notice_kind in BILLING_KINDS else None
+        return Recipient(billing or row.email or None, row.name)
 
-    def _message(self, session: Session, notice: Notification, recipient: Recipient) -> EmailMessage:
+    def _message(self, session: Session, notice: Notification, recipient: Recipient,
+                 attachment: Attachment | None = None) -> EmailMessage:
         client_id = str(notice.payload.get("client_id") or notice.payload.get("client") or "")
         client = session.get(Client, client_id) if client_id else None
         names = Names(recipient=recipient.name, client=client.name if client else client_id,
@@ -209,8 +231,42 @@ class MailDispatcher:
         # The same for every attempt at this notice: a copy sent twice is recognisable.
         message["Message-ID"] = f"<notice-{notice.id}@{self._domain}>"
         message["X-Notice-Kind"] = notice.kind
-        message.set_content(letter.body)
+        if attachment is None:
+            message.set_content(letter.body)
+            return message
+        message.set_content(letter.body + f"\nLa facture est jointe à ce message ({attachment.filename}, PDF "
+                            "Factur-X : lisible, avec ses données XML pour votre logiciel comptable).\n")
+        message.add_attachment(attachment.pdf, maintype="application", subtype="pdf", filename=attachment.filename)
         return message
+
+
+def _invoice_id(notice: Notification) -> int | None:
+    """The invoice a notice is about: in its facts, or (queued before they named it) its key."""
+    recorded = notice.payload.get("invoice_id")
+    if isinstance(recorded, int):
+        return recorded
+    prefix, _, rest = notice.dedupe_key.partition(":")
+    return int(rest) if prefix == "invoice" and rest.isdigit() else None
+
+
+def _invoice_pdf(session: Session, notice: Notification) -> Attachment | None:
+    invoice_id = _invoice_id(notice)
+    document = None if invoice_id is None else document_of(session, invoice_id)
+    if document is None:
+        return None
+    return Attachment(filename=f"{notice.payload.get('invoice') or invoice_id}.pdf", pdf=document.pdf)
+
+
+def _waits_for_its_document(session: Session, notice: Notification, now: datetime) -> bool:
+    """An invoice's notice whose e-invoice is to come (the invoice has its parties' snapshot) and
+    is not stored yet waits (for DOCUMENT_WAIT at most): looked at again in DOCUMENT_POLL."""
+    invoice_id = _invoice_id(notice) if notice.kind == "invoice_issued" else None
+    if invoice_id is None or now - notice.created_at >= DOCUMENT_WAIT or has_document(session, invoice_id):
+        return False
+    if session.scalar(select(Invoice.parties.is_not(None)).where(Invoice.id == invoice_id)) is not True:
+        return False
+    notice.next_attempt_at = now + DOCUMENT_POLL
+    return True
 
 
 async def dispatch_forever(dispatcher: MailDispatcher, stop: asyncio.Event | threading.Event | None = None) -> None:
@@ -220,7 +276,7 @@ async def dispatch_forever(dispatcher: MailDispatcher, stop: asyncio.Event | thr
         try:
             done = await asyncio.to_thread(dispatcher.send_due)
             wait_down = 1.0
-            pause = 0.0 if done.sent or done.deferred or done.failed else IDLE_POLL_SECONDS
+            pause = 0.0 if done.sent or done.deferred or done.failed else IDLE_POLL_SECONDS  # waiting: idle
         except SmtpDown as exc:
             log.warning("SMTP server unreachable, retrying in %.0f s: %s", wait_down, exc)
             pause, wait_down = wait_down, min(wait_down * 2, MAX_DOWN_WAIT_SECONDS)

@@ -24,6 +24,7 @@ COUNTERS: Final = {
     "billing_charges": "charges by outcome (paid, declined, action_required, waiting, error)",
     "billing_declines": "charges the card's bank declined",
     "billing_invoices_issued": "invoices numbered and issued",
+    "billing_invoice_documents": "Factur-X e-invoices rendered and stored",
     "billing_emails_sent": "e-mails the SMTP server accepted",
     "billing_emails_failed": "e-mails not sent, by reason (smtp_down, deferred, no_address, refused)",
 }

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.stripe_gateway import StripeGateway
 from billing.statuses import InvoiceStatus
+from starter.api_documents import install_document_errors
 from starter.api_errors import install as install_problem_handlers
 from starter.api_errors import problem
 from starter.api_metrics import ApiMetrics
@@ -35,6 +36,7 @@ def create_app(sessions: sessionmaker[Session], gateway: StripeGateway, webhook_
                               "Every call carries `Authorization: Bearer <API key>`; every POST and PUT "
                               "may carry an `Idempotency-Key`.")
     install_problem_handlers(app)
+    install_document_errors(app)
     metrics = ApiMetrics()
     if portal is not None:
         app.include_router(v1_router(portal, sessions, metrics))

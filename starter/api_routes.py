@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from billing.intervals import Line
 from contracts.subscription import ChangeResult, Ended, Scheduled
-from contracts.views import ClientTab, ClientView, FirmOverview, InvoiceView, Page
+from contracts.views import ClientTab, ClientView, FirmOverview, FirmView, InvoiceView, Page
 from starter.access import Actor
+from starter.api_documents import document_router
 from starter.api_errors import Unauthorized
 from starter.api_metrics import ApiMetrics
 from starter.api_schemas import (
@@ -19,6 +20,7 @@ from starter.api_schemas import (
     CardBody,
     ChangePlanBody,
     ClientCreate,
+    LegalIdentity,
     PlanView,
     Subscribe,
     SubscriptionAnswer,
@@ -36,6 +38,7 @@ NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 ClientId = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL)]
 Cursor = Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="from `next_cursor` of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+FirmId = Annotated[str | None, Query(max_length=64, pattern=NO_NUL, description="operator only")]
 PROBLEMS = {code: {"description": text, "content": {"application/problem+json": {}}}
             for code, text in [(401, "no key, or a key we do not know"), (404, "not found for this caller"),
                                (422, "invalid or refused, with a sentence"), (503, "no answer in time")]}
@@ -65,7 +68,7 @@ def v1_router(portal: Portal, sessions: sessionmaker[Session], metrics: ApiMetri
     @api.post("/clients", status_code=201, response_model=ClientView, tags=["clients"])
     async def create_client(body: ClientCreate, who: Caller) -> ClientView:
         return await portal.create_client(who, name=body.name, external_id=body.external_id, email=body.email,
-                                          card=body.card, firm_id=body.firm_id)
+                                          card=body.card, firm_id=body.firm_id, identity=body.identity())
 
     @api.get("/clients", response_model=Page[ClientView], tags=["clients"])
     async def list_clients(who: Caller, cursor: Cursor = None, limit: Limit = 100) -> Page[ClientView]:
@@ -74,6 +77,11 @@ def v1_router(portal: Portal, sessions: sessionmaker[Session], metrics: ApiMetri
     @api.get("/clients/{client_id}", response_model=ClientView, tags=["clients"])
     async def get_client(client_id: ClientId, who: Caller) -> ClientView:
         return await portal.client(who, client_id)
+
+    @api.patch("/clients/{client_id}", response_model=ClientView, tags=["clients"])
+    async def update_client(client_id: ClientId, body: LegalIdentity, who: Caller) -> ClientView:
+        """Completes or changes the client's legal identity: only the fields sent change."""
+        return await portal.update_client(who, client_id, body.identity(sent_only=True))
 
     @api.get("/clients/{client_id}/subscriptions", response_model=ClientTab, tags=["subscriptions"])
     async def client_tab(client_id: ClientId, who: Caller) -> ClientTab:
@@ -146,12 +154,21 @@ def v1_router(portal: Portal, sessions: sessionmaker[Session], metrics: ApiMetri
                       who: Caller) -> InvoiceView:
         return await portal.invoice(who, number)
 
+    api.include_router(document_router(portal, sessions, actor))  # issue 11: the invoices' e-invoices
+
     @api.get("/firm/overview", response_model=FirmOverview, tags=["firm"])
-    async def overview(who: Caller, cursor: Cursor = None, limit: Limit = 100,
-                       firm_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL,
-                                                            description="operator only")] = None,
-                       ) -> FirmOverview:
+    async def overview(who: Caller, cursor: Cursor = None, limit: Limit = 100, firm_id: FirmId = None) -> FirmOverview:
         return await portal.firm_overview(who, firm_id=firm_id, cursor=cursor, limit=limit)
+
+    @api.get("/firm", response_model=FirmView, tags=["firm"])
+    async def get_firm(who: Caller, firm_id: FirmId = None) -> FirmView:
+        """The calling firm: its name and legal identity (the operator names the firm)."""
+        return await portal.firm(who, firm_id=firm_id)
+
+    @api.patch("/firm", response_model=FirmView, tags=["firm"])
+    async def update_firm(body: LegalIdentity, who: Caller, firm_id: FirmId = None) -> FirmView:
+        """Completes or changes the firm's legal identity: only the fields sent change."""
+        return await portal.update_firm(who, firm_id=firm_id, changes=body.identity(sent_only=True))
 
     @api.post("/usage-events", response_model=UsageBatchAnswer, tags=["usage"])
     async def usage_events(body: UsageBatch, who: Caller) -> UsageBatchAnswer:

@@ -42,6 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--name", required=True)
     create.add_argument("--id", help="the firm's id (default: made from the name)")
     create.add_argument("--email", help="where the firm's notices are e-mailed")
+    from starter.keys_cli import add_identity_options
+
+    add_identity_options(create)  # --legal-name --siren --vat-number --address-line1 … (issue 11)
+    update = firms.add_parser("update", help="change a firm's name, e-mail or legal identity (only the options "
+                              "given; an empty value clears one); prints the firm")
+    update.add_argument("firm_id")
+    update.add_argument("--name")
+    update.add_argument("--email", help="where the firm's notices are e-mailed")
+    add_identity_options(update)
     new_key = firms.add_parser("new-key", help="a new API key for a firm; prints {api_key}")
     new_key.add_argument("firm_id")
     revoke = firms.add_parser("revoke-key", help="revoke a firm's keys (all, or the one with --prefix)")
@@ -60,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:  # one sentence per setting, no traceback
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"]).upper()
-            print(f"{name}: {error['msg']}", file=sys.stderr)
+            print(f"{name}: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
     except SettingsError as exc:  # a list setting that is not JSON, e.g. DUNNING_RETRY_DAYS=3,6
         print(f"{exc}: list settings are JSON, e.g. DUNNING_RETRY_DAYS=[3,6,9]", file=sys.stderr)
@@ -165,7 +174,7 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
     from starter.demo import seed_demo
     from starter.service import SubscriptionService
     from store.db import make_engine, make_session_factory
-    from worker import build_worker, connect
+    from worker import build_worker, connect, issuer_from
 
     configure_logging(settings.log_format, settings.log_level)
     metrics_address = settings.metrics_address or f"127.0.0.1:{free_port()}"
@@ -182,7 +191,8 @@ async def _serve(settings: Settings, endpoints: "Endpoints", stop: threading.Eve
     async with AsyncExitStack() as running:
         if worker:
             await running.enter_async_context(
-                build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge, tuning))
+                build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge, tuning,
+                             issuer_from(settings, catalog)))
             running.enter_context(_send_mail(settings, sessions))
             print(f"Metrics    worker http://{metrics_address}/metrics", flush=True)
         service = SubscriptionService(client, sessions, catalog, gateway, settings.task_queue,

@@ -9,6 +9,15 @@ from store.models import Client, Firm
 TEST_CARD = "4242424242424242"  # localstripe; a real Stripe test account takes "pm_card_visa"
 
 FIRMS = [("cab-dupont", "Cabinet Dupont"), ("cab-leroy", "Cabinet Leroy & Associés")]
+# Legal identities for the invoices' Factur-X documents (issue 11): made-up SIRENs, valid in form.
+IDENTITIES: dict[str, dict[str, str]] = {
+    "cab-dupont": {"legal_name": "Cabinet Dupont SARL", "siren": "900000019", "vat_number": "FR25900000019",
+                   "address_line1": "12 rue des Comptables", "postal_code": "69002", "city": "Lyon"},
+    "cab-leroy": {"legal_name": "Leroy & Associés SAS", "siren": "900000027", "vat_number": "FR49900000027",
+                  "address_line1": "3 quai de l'Audit", "postal_code": "33000", "city": "Bordeaux"},
+    "pharmacie-roux": {"legal_name": "Pharmacie Roux SELARL", "siren": "900000035", "vat_number": "FR73900000035",
+                       "address_line1": "8 place du Marché", "postal_code": "69003", "city": "Lyon"},
+}
 EMAIL_DOMAIN = "example.fr"  # reserved-looking demo addresses; mail goes to the local catcher anyway
 CLIENTS = [
     ("boulangerie-martin", "Boulangerie Martin", "cab-dupont"),
@@ -33,10 +42,12 @@ async def seed_demo(service: SubscriptionService, card: str = TEST_CARD) -> list
     """Create what is missing; return one line per subscription started."""
     with service.sessions.begin() as session:
         for firm_id, name in FIRMS:
-            session.merge(Firm(id=firm_id, name=name, email=f"compta@{firm_id}.{EMAIL_DOMAIN}"))
+            session.merge(Firm(id=firm_id, name=name, email=f"compta@{firm_id}.{EMAIL_DOMAIN}",
+                               **IDENTITIES.get(firm_id, {})))
         session.flush()
         for client_id, name, firm_id in CLIENTS:
-            session.merge(Client(id=client_id, name=name, firm_id=firm_id, email=f"contact@{client_id}.{EMAIL_DOMAIN}"))
+            session.merge(Client(id=client_id, name=name, firm_id=firm_id, email=f"contact@{client_id}.{EMAIL_DOMAIN}",
+                                 **IDENTITIES.get(client_id, {})))
     for firm_id, _ in FIRMS:
         await service.register_card(payer=Payer(kind="firm", id=firm_id), card=card)
     for client_id, _, _ in CLIENTS:

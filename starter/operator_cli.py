@@ -4,6 +4,8 @@ tables. Read-only, every firm. Errors: one sentence on stderr, exit 2.
     subscriptions list [--firm FIRM] [--status STATUS] [--plan PLAN] [--limit N]
     subscriptions show CLIENT [--line LINE]     CLIENT: a client id, or the firm's external id
     invoices show NUMBER                        F-00000042 (or F-42, or 42)
+    invoices pdf|xml NUMBER -o FILE             its Factur-X e-invoice: the PDF/A-3, or its CII XML
+    invoices render-missing                     draw the e-invoices the workflows gave up on (exit 1 if one fails)
 
 Amounts are shown the French way (`1 234,56 €`). Piped or redirected, the tables are drawn
 COLUMNS wide, else 160 characters (never squeezed into 80), without colours.
@@ -53,9 +55,15 @@ def add_operator_commands(commands: "argparse._SubParsersAction[argparse.Argumen
     show = actions.add_parser("show", help="a client's subscription: its periods, invoices, payments, changes, notices")
     show.add_argument("client", help="the client's id, or its firm's external id for it")
     show.add_argument("--line", help=f"the subscription's line ({', '.join(Line)}), when the client has several")
-    invoices = commands.add_parser("invoices", help="show an invoice").add_subparsers(dest="action", required=True)
+    invoices = commands.add_parser("invoices", help="show an invoice, or save its e-invoice").add_subparsers(
+        dest="action", required=True)
     invoice = invoices.add_parser("show", help="an invoice: its lines, totals and payment attempts")
     invoice.add_argument("number", help="the invoice number, e.g. F-00000042")
+    for kind, what in (("pdf", "the Factur-X PDF/A-3 (the XML inside)"), ("xml", "the CII XML (EN 16931)")):
+        save = invoices.add_parser(kind, help=f"save an invoice's e-invoice: {what}")
+        save.add_argument("number", help="the invoice number, e.g. F-00000042")
+        save.add_argument("-o", "--output", required=True, help="the file to write ('-' for standard output)")
+    invoices.add_parser("render-missing", help="draw every e-invoice not drawn yet (its render failed or timed out)")
 
 
 def operator_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -70,7 +78,11 @@ def operator_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         sessions = make_session_factory(engine)
         console = make_console()
-        if args.command == "invoices":
+        if args.command == "invoices" and args.action == "render-missing":
+            return _render_missing(console, sessions)
+        if args.command == "invoices" and args.action in ("pdf", "xml"):
+            _save_document(console, sessions, args.number, args.action, args.output)
+        elif args.command == "invoices":
             console.print(_invoice(sessions, args.number))
         elif args.action == "list":
             _print_subscription_list(console, sessions, args.firm, args.status, args.plan, args.limit)
@@ -352,6 +364,55 @@ def _invoice(sessions: "sessionmaker[Session]", number: str) -> RenderableType:
     if detail is None:
         raise Refused(f"there is no invoice '{number}'")
     return Group(_invoice_header(detail), _invoice_lines(detail.invoice), _attempts_table(detail))
+
+
+def _render_missing(console: Console, sessions: "sessionmaker[Session]") -> int:
+    """Each invoice numbered with its parties' snapshot and no e-invoice: drawn now, one by one;
+    one that fails is reported and the others go on."""
+    from activities.documents import render_and_store
+    from store.invoice_documents import invoices_without_document
+
+    with sessions() as session:
+        missing = invoices_without_document(session)
+    failed = 0
+    for invoice_id, number in missing:
+        try:
+            rendered = render_and_store(sessions, invoice_id, number)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:  # our drawing code or the data: report it, go on with the others
+            failed += 1
+            console.print(f"{number}: not rendered: {type(exc).__name__}: {exc}")
+            continue
+        console.print(f"{number}: rendered (PDF sha256 {rendered.pdf_sha256})" if rendered else f"{number}: no snapshot")
+    console.print(f"{len(missing) - failed} of {len(missing)} e-invoices rendered")
+    return 1 if failed else 0
+
+
+def _save_document(console: Console, sessions: "sessionmaker[Session]", number: str, kind: str, output: str) -> None:
+    from store.invoice_documents import document_of
+    from store.timeline import invoice_detail
+
+    with sessions() as session:
+        detail = invoice_detail(session, number)
+        if detail is None:
+            raise Refused(f"there is no invoice '{number}'")
+        shown = detail.invoice.display_number
+        document = document_of(session, detail.invoice.id)
+        if document is None:
+            raise Refused(f"invoice {shown} has no e-invoice yet: it is rendered just after it is numbered "
+                          "(invoices numbered before e-invoicing have none)")
+        body, digest = (document.pdf, document.pdf_sha256) if kind == "pdf" else (document.xml, document.xml_sha256)
+    if output == "-":
+        sys.stdout.buffer.write(body)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        with open(output, "wb") as file:
+            file.write(body)
+    except OSError as exc:
+        raise Refused(f"could not write {output}: {exc.strerror}") from None
+    console.print(f"{shown}: {kind.upper()} written to {output} ({len(body):,} bytes, sha256 {digest})")
 
 
 def _invoice_header(d: InvoiceDetail) -> Panel:

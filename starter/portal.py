@@ -7,7 +7,7 @@ does not exist. Reads come from PostgreSQL (the read model), never from workflow
 import asyncio
 import secrets
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing.catalog import Catalog
 from billing.rules import Refused
 from contracts.subscription import Payer
-from contracts.views import ClientTab, ClientView, FirmOverview, InvoiceView, Page
+from contracts.views import ClientTab, ClientView, FirmOverview, FirmView, InvoiceView, Page
 from starter.access import Actor, NotFound
 from starter.service import SubscriptionService
 from store import read_models
@@ -35,9 +35,9 @@ class Portal:
     # --- clients ------------------------------------------------------------------------
 
     async def create_client(self, actor: Actor, *, name: str, external_id: str | None, email: str | None,
-                            card: str | None, firm_id: str | None) -> ClientView:
+                            card: str | None, firm_id: str | None, identity: dict[str, Any] | None = None) -> ClientView:
         owner = self._owner_for_new_client(actor, firm_id)
-        view = await asyncio.to_thread(self._insert_client, owner, name, external_id, email)
+        view = await asyncio.to_thread(self._insert_client, owner, name, external_id, email, identity or {})
         if card is not None:
             try:
                 await self.service.register_card(payer=Payer(kind="client", id=view.id), card=card)
@@ -50,8 +50,19 @@ class Portal:
         return await self._read(lambda s: read_models.list_clients(s, firm_id=actor.firm_id, cursor=cursor, limit=limit))
 
     async def client(self, actor: Actor, client_id: str) -> ClientView:
-        row = await self._visible(actor, client_id)
-        return ClientView(id=row.id, external_id=row.external_id, name=row.name, email=row.email, firm_id=row.firm_id)
+        return read_models.client_view(await self._visible(actor, client_id))
+
+    async def update_client(self, actor: Actor, client_id: str, changes: dict[str, Any]) -> ClientView:
+        """Completes or changes the client's legal identity (issue 11): only the fields in `changes`."""
+        def write() -> ClientView:
+            with self.sessions.begin() as session:  # a refusal rolls back: nothing changes
+                client = session.get(Client, client_id, with_for_update=True)
+                if client is None or not actor.may_see(client.firm_id):
+                    raise NotFound(f"there is no client '{client_id}'")
+                change_identity(client, changes)
+                session.flush()
+                return read_models.client_view(client)
+        return await asyncio.to_thread(write)
 
     async def client_tab(self, actor: Actor, client_id: str) -> ClientTab:
         tab = await self._read(lambda s: read_models.client_tab(s, self.catalog, client_id=client_id))
@@ -79,15 +90,38 @@ class Portal:
         return found
 
     async def firm_overview(self, actor: Actor, *, firm_id: str | None, cursor: str | None, limit: int) -> FirmOverview:
-        if actor.firm_id is not None and firm_id not in (None, actor.firm_id):
-            raise NotFound(f"there is no firm '{firm_id}'")
-        target = actor.firm_id or firm_id
-        if target is None:
-            raise Refused("the operator must name the firm (firm_id)")
-        if not actor.may_see(target) or await self._read(lambda s: s.get(Firm, target)) is None:
+        target = self._target_firm(actor, firm_id)
+        if await self._read(lambda s: s.get(Firm, target)) is None:
             raise NotFound(f"there is no firm '{target}'")
         return await self._read(
             lambda s: read_models.firm_overview(s, self.catalog, firm_id=target, cursor=cursor, limit=limit))
+
+    # --- the firm itself ------------------------------------------------------------------------
+
+    async def firm(self, actor: Actor, *, firm_id: str | None) -> FirmView:
+        target = self._target_firm(actor, firm_id)
+
+        def read(session: Session) -> FirmView | None:
+            firm = session.get(Firm, target)
+            return None if firm is None else read_models.firm_view(firm)
+        found = await self._read(read)
+        if found is None:
+            raise NotFound(f"there is no firm '{target}'")
+        return found
+
+    async def update_firm(self, actor: Actor, *, firm_id: str | None, changes: dict[str, Any]) -> FirmView:
+        """Completes or changes the firm's legal identity (issue 11): only the fields in `changes`."""
+        target = self._target_firm(actor, firm_id)
+
+        def write() -> FirmView:
+            with self.sessions.begin() as session:  # a refusal rolls back: nothing changes
+                firm = session.get(Firm, target, with_for_update=True)
+                if firm is None:
+                    raise NotFound(f"there is no firm '{target}'")
+                change_identity(firm, changes)
+                session.flush()
+                return read_models.firm_view(firm)
+        return await asyncio.to_thread(write)
 
     # --- cards and usage ---------------------------------------------------------------------
 
@@ -128,6 +162,16 @@ class Portal:
         return await asyncio.to_thread(run)
 
     @staticmethod
+    def _target_firm(actor: Actor, firm_id: str | None) -> str:
+        """The firm a firm-wide call is about: the caller's own, or the one the operator names."""
+        if actor.firm_id is not None and firm_id not in (None, actor.firm_id):
+            raise NotFound(f"there is no firm '{firm_id}'")
+        target = actor.firm_id or firm_id
+        if target is None:
+            raise Refused("the operator must name the firm (firm_id)")
+        return target
+
+    @staticmethod
     def _owner_for_new_client(actor: Actor, firm_id: str | None) -> str:
         if actor.firm_id is None:
             if firm_id is None:
@@ -143,17 +187,41 @@ class Portal:
                                                           PaymentCustomer.payer_id == client_id))
             session.execute(delete(Client).where(Client.id == client_id))
 
-    def _insert_client(self, firm_id: str, name: str, external_id: str | None, email: str | None) -> ClientView:
+    def _insert_client(self, firm_id: str, name: str, external_id: str | None, email: str | None,
+                       identity: dict[str, Any]) -> ClientView:
         with self.sessions.begin() as session:
             if session.get(Firm, firm_id) is None:
                 raise NotFound(f"there is no firm '{firm_id}'")
             client = Client(id=f"cli_{secrets.token_hex(8)}", name=name, email=email, firm_id=firm_id,
                             external_id=external_id)
+            change_identity(client, {k: v for k, v in identity.items() if v is not None})  # nothing to clear yet
             session.add(client)
             try:
                 session.flush()
             except IntegrityError:
                 raise Refused(f"external_id: the firm already has a client '{external_id}'") from None
-            return ClientView(id=client.id, external_id=external_id, name=name, email=email, firm_id=firm_id)
+            return read_models.client_view(client)
+
+
+def change_identity(party: Firm | Client, changes: dict[str, Any]) -> None:
+    """Sets the identity fields sent (`LegalIdentity.identity(sent_only=True)`: each already
+    valid), once the SIREN and the VAT number they leave agree, sent or on record (issue 11).
+    Refused with a sentence that starts with the field at fault ("vat_number: …")."""
+    siren = changes.get("siren", party.siren)
+    vat_number = changes.get("vat_number", party.vat_number)
+    if vat_number is not None and siren is None:
+        if "siren" in changes:  # cleared: a VAT number of a SIREN the party no longer has would stay
+            raise Refused(f"siren: cannot be cleared while the VAT number {vat_number} holds it "
+                          "(clear vat_number with it)")
+        changes = {**changes, "siren": vat_number[4:]}  # a French VAT number holds the SIREN
+    elif siren is not None and vat_number is not None and vat_number[4:] != siren:
+        kind = "firm" if isinstance(party, Firm) else "client"
+        if "vat_number" in changes:  # with a SIREN sent too, LegalIdentity has refused it already
+            raise Refused(f"vat_number: VAT number {vat_number} holds SIREN {vat_number[4:]}, not the {kind}'s "
+                          f"SIREN {siren} on record (send the new SIREN with it to change both)")
+        raise Refused(f"siren: SIREN {siren} is not the one in the {kind}'s VAT number {vat_number} on record "
+                      f"(send the matching VAT number with it, or clear that one)")
+    for name, value in changes.items():
+        setattr(party, name, value)
 
 

@@ -35,14 +35,16 @@ from contracts import search_attributes as sa
 from contracts.subscription import Payer
 from embedded.postgres import create_database, database_url, drop_database
 from observability.metrics import install_runtime
+from settings import Settings
 from starter.concurrently import all_or_cancel
 from starter.report import build_report
 from starter.scenario import Scenario, ScenarioClient, ScenarioFirm, Step, shift, shift_years
 from starter.service import SubscriptionService, workflow_id
 from store.db import make_engine, make_session_factory
+from store.invoice_documents import invoices_without_document
 from store.models import Client as ClientRow
 from store.models import Firm, Subscription
-from worker import WorkerTuning, build_worker
+from worker import WorkerTuning, build_worker, issuer_from
 from workflows.subscription import SubscriptionWorkflow
 
 STEP_TIME = timedelta(hours=12)  # steps happen at noon in Paris, after the night's renewals
@@ -112,7 +114,8 @@ async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: da
             if not worker:
                 yield sim
                 return
-            async with build_worker(env.client, task_queue, sessions, gateway, tuning=tuning):
+            async with build_worker(env.client, task_queue, sessions, gateway, tuning=tuning,
+                                    issuer=issuer_from(Settings(), catalog)):
                 yield sim
     finally:
         engine.dispose()
@@ -200,6 +203,20 @@ class Simulation:
                 await self._settle_line(key, now, deadline)
 
         await all_or_cancel(settle_line(key) for key in due)
+
+    async def wait_for_documents(self) -> None:
+        """Wait (in real time) until every invoice numbered with its parties' snapshot has its
+        e-invoice: they are rendered in the background, beside the charge (issue 11)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_TIMEOUT.total_seconds()
+        while (missing := await asyncio.to_thread(self._invoices_without_document)):
+            if loop.time() > deadline:
+                raise TimeoutError(f"invoices still without their e-invoice: {missing}")
+            await asyncio.sleep(0.05)
+
+    def _invoices_without_document(self) -> list[str]:
+        with self.sessions() as session:
+            return [number for _, number in invoices_without_document(session)]
 
     async def _settle_line(self, key: tuple[str, str], now: datetime, deadline: float) -> None:
         loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -38,6 +39,16 @@ class Firm(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
+    # The legal identity an e-invoice names (issue 11), completed when known (migration 0006).
+    legal_name: Mapped[str | None] = mapped_column(String(200))
+    siren: Mapped[str | None] = mapped_column(String(9))
+    vat_number: Mapped[str | None] = mapped_column(String(13))
+    address_line1: Mapped[str | None] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(200))
+    postal_code: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str] = mapped_column(String(2), default="FR", server_default="FR")  # ISO 3166-1 alpha-2
+    billing_email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -52,6 +63,16 @@ class Client(Base):
     # Each client is managed by exactly one firm (R2, R15).
     firm_id: Mapped[str] = mapped_column(ForeignKey("firms.id"), index=True)
     external_id: Mapped[str | None] = mapped_column(String(64))
+    # The legal identity an e-invoice names (issue 11), completed when known (migration 0006).
+    legal_name: Mapped[str | None] = mapped_column(String(200))
+    siren: Mapped[str | None] = mapped_column(String(9))
+    vat_number: Mapped[str | None] = mapped_column(String(13))
+    address_line1: Mapped[str | None] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(200))
+    postal_code: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str] = mapped_column(String(2), default="FR", server_default="FR")  # ISO 3166-1 alpha-2
+    billing_email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -186,6 +207,10 @@ class Invoice(Base):
     # The attempt now collecting it (its own, or another invoice's that took it along, R16):
     # set and cleared under the invoice's row lock, so two charges never take the same invoice.
     collecting_attempt_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Issue 11: the seller, the buyer (the payer) and the plan names as they were when it was
+    # numbered (einvoice.snapshot), so its e-invoice never changes with a later edit. None for
+    # invoices numbered before e-invoicing.
+    parties: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     lines: Mapped[list["InvoiceLine"]] = relationship(
@@ -347,3 +372,18 @@ class PaymentCustomer(Base):
     stripe_customer_id: Mapped[str] = mapped_column(String(64), unique=True)
     default_payment_method: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class InvoiceDocument(Base):
+    """An invoice's Factur-X e-invoice (issue 11): the CII XML and the PDF/A-3 carrying it,
+    written once (a database trigger refuses any update or delete) with their SHA-256."""
+
+    __tablename__ = "invoice_documents"
+
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(64))  # "factur-x en16931"
+    xml: Mapped[bytes] = mapped_column(LargeBinary)
+    xml_sha256: Mapped[str] = mapped_column(String(64))
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    pdf_sha256: Mapped[str] = mapped_column(String(64))
+    rendered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -42,12 +42,14 @@ from billing.quota import Consumption
 from billing.statuses import InvoiceStatus, PayerKind, SubscriptionStatus
 from contracts.subscription import Payer
 from contracts.views import (
+    PARTY_FIELDS,
     ClientTab,
     ClientView,
     ConsumptionView,
     FirmOverview,
     FirmOverviewRow,
     FirmOverviewTotals,
+    FirmView,
     InvoiceLineView,
     InvoiceView,
     Page,
@@ -55,7 +57,7 @@ from contracts.views import (
     ScheduledChanges,
     SubscriptionView,
 )
-from store.models import Client, Invoice, Subscription, SubscriptionPeriod
+from store.models import Client, Firm, Invoice, Subscription, SubscriptionPeriod
 
 MALFORMED_CURSOR = "the cursor is not one we gave"
 MAX_BIGINT = 2**63 - 1
@@ -82,7 +84,7 @@ def client_tab(session: Session, catalog: Catalog, *, client_id: str) -> ClientT
         .where(Subscription.client_id == client_id, _LIVE)
         .order_by(Subscription.line)
     ).all()
-    return ClientTab(client=_client_view(client),
+    return ClientTab(client=client_view(client),
                      subscriptions=[_subscription_view(catalog, sub, used) for sub, used in rows])
 
 
@@ -139,12 +141,21 @@ def list_clients(session: Session, *, firm_id: str | None, cursor: str | None, l
         (after,) = _decode(cursor, "clients", (_key_str,))
         statement = statement.where(Client.id > after)
     clients, next_cursor = _page(list(session.scalars(statement)), limit, lambda c: _encode("clients", c.id))
-    return Page[ClientView](items=[_client_view(c) for c in clients], next_cursor=next_cursor)
+    return Page[ClientView](items=[client_view(c) for c in clients], next_cursor=next_cursor)
 
 
-def _client_view(client: Client) -> ClientView:
+def client_view(client: Client) -> ClientView:
     return ClientView(id=client.id, external_id=client.external_id, name=client.name, email=client.email,
-                      firm_id=client.firm_id)
+                      firm_id=client.firm_id, **party_fields(client))
+
+
+def firm_view(firm: Firm) -> FirmView:
+    return FirmView(id=firm.id, name=firm.name, email=firm.email, **party_fields(firm))
+
+
+def party_fields(party: Firm | Client) -> dict[str, Any]:
+    """The legal identity (issue 11) of a firm or a client row, as its view shows it."""
+    return {name: getattr(party, name) for name in PARTY_FIELDS}
 
 
 # --- invoices -------------------------------------------------------------------------------

@@ -62,6 +62,12 @@ def patched(patch_id: str) -> bool:
     return workflow.patched(LONG_RUNS) or workflow.patched(patch_id)
 
 
+def documents_task_queue(task_queue: str) -> str:
+    """E-invoices are drawn on their own task queue (issue 11): CPU work that must not take the
+    slots renewals and changes need; its workers scale apart (DOCUMENT_THREADS)."""
+    return f"{task_queue}-documents"
+
+
 def payments_task_queue(task_queue: str) -> str:
     """Charges run on their own task queue, whose workers are rate-limited under Stripe's limit."""
     return f"{task_queue}-payments"

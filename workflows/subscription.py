@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as TimeoutError_
 
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
@@ -42,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
         OpenSubscription,
         RaiseAlert,
         RecordState,
+        RenderDocument,
+        RenderedDocument,
         Renew,
     )
     from contracts.subscription import (
@@ -69,6 +72,15 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 # workflow.patched ids: runs recorded before a change replay the old path (tests/workflows/histories).
 LEAN_RENEWAL = "lean-renewal"  # issue 10: a renewal's database work in one activity
+# Issue 11: each new invoice's e-invoice rendered beside its charge. One patch id per invoice, not
+# one per run: `patched` keeps its first answer for the whole run, and a run recorded before this
+# (which renews in place for dozens of periods) must still render the invoices it issues from now on.
+INVOICE_DOCUMENTS = "invoice-documents"
+# By name: the workflow module stays free of the drawing libraries (the API imports it too).
+RENDER_ACTIVITY = "render_invoice_document"
+# A render neither the retries nor a documents worker finish in this long is given up and alerted
+# (`python -m starter invoices render-missing` draws it later): the run may then end or continue.
+RENDER_DEADLINE = timedelta(hours=1)
 # LONG_RUNS (calls.py): past these, a run that renews in place continues as new (once quiet).
 RUN_HISTORY_EVENTS = 1_000
 RUN_HISTORY_BYTES = 4 * 1024 * 1024
@@ -84,6 +96,7 @@ class SubscriptionWorkflow:
     def __init__(self, input: SubscriptionInput) -> None:
         self._lock = asyncio.Lock()  # one change at a time, renewal included
         self._charging: set[int] = set()  # invoices whose charge runs in the background
+        self._rendering: set[int] = set()  # invoices whose e-invoice is being rendered (issue 11)
         self._renewed = False  # a renewal happened in this run: continue as new once quiet (runs before LONG_RUNS)
         self._renews_in_place = False  # LONG_RUNS: renewals stay in this run until its history is long
         self._refusal: str | None = None  # the subscription could not open (R2)
@@ -309,7 +322,8 @@ class SubscriptionWorkflow:
 
     def _quiet(self) -> bool:
         """Nothing in flight: no change, no charge. Only then may the run end or continue."""
-        return not self._lock.locked() and not self._charging and workflow.all_handlers_finished()
+        return (not self._lock.locked() and not self._charging and not self._rendering
+                and workflow.all_handlers_finished())
 
     def _renewal_at(self) -> datetime:
         return paris_midnight(self.state.period_end)
@@ -322,9 +336,38 @@ class SubscriptionWorkflow:
                 if d.invoice_id not in self._charging and (t := d.next_retry_at(s.retry_days)) is not None]
 
     def _collect(self, invoice: IssuedInvoice | None, on: date, *, dun: bool = True) -> None:
-        """Charge a new invoice in the background (nothing to charge when it is paid: 0 €, R16)."""
-        if invoice is not None and invoice.status == InvoiceStatus.OPEN:
+        """Render a new invoice's e-invoice and charge it, both in the background (nothing to
+        charge when it is paid: 0 €, R16). Neither waits for the other."""
+        if invoice is None:
+            return
+        if workflow.patched(f"{INVOICE_DOCUMENTS}:{invoice.invoice_id}"):
+            self._rendering.add(invoice.invoice_id)
+            asyncio.create_task(self._render(invoice))
+        if invoice.status == InvoiceStatus.OPEN:
             self._start_charge(invoice.invoice_id, invoice.number, invoice.total, 1, on, dun=dun)
+
+    async def _render(self, invoice: IssuedInvoice) -> None:
+        """Issue 11: outages are retried for up to RENDER_DEADLINE; a document that cannot be built,
+        or is not built by then, alerts the operator. Billing and charging go on regardless."""
+        try:
+            try:
+                await workflow.execute_activity(
+                    RENDER_ACTIVITY, RenderDocument(invoice_id=invoice.invoice_id, number=invoice.number),
+                    result_type=RenderedDocument, start_to_close_timeout=calls.ACTIVITY_TIMEOUT,
+                    schedule_to_close_timeout=RENDER_DEADLINE, retry_policy=calls.ACTIVITY_RETRY,
+                    task_queue=calls.documents_task_queue(workflow.info().task_queue),
+                    summary=f"render e-invoice {invoice.number} (Factur-X)")
+            except ActivityError as exc:
+                message = calls.unrecoverable(exc)
+                if message is None and not isinstance(exc.cause, TimeoutError_):
+                    raise
+                why = message or f"not rendered within {RENDER_DEADLINE}: run `invoices render-missing` once it can be"
+                await self._alert("render_document", f"invoice {invoice.number}: {why}",
+                                  invoice_id=invoice.invoice_id, key=invoice.number)
+        except Exception as exc:  # a bug here must fail the workflow task (seen, retried), not vanish
+            self._task_failure = exc
+        finally:
+            self._rendering.discard(invoice.invoice_id)
 
     def _start_due_retries(self) -> None:
         """Retry what is due: every open invoice when the card changed, else those whose day came."""
@@ -637,7 +680,8 @@ class SubscriptionWorkflow:
     @workflow.query
     def settled(self) -> bool:
         """Nothing in progress and nothing overdue: every renewal and retry due by now is done."""
-        return self._ready and not self._lock.locked() and not self._charging and not self._due_now()
+        return (self._ready and not self._lock.locked() and not self._charging and not self._rendering
+                and not self._due_now())
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -732,11 +776,13 @@ class SubscriptionWorkflow:
             await self._alert(step, message)
             return None
 
-    async def _alert(self, step: str, message: str) -> None:
+    async def _alert(self, step: str, message: str, *, invoice_id: int | None = None, key: str | None = None) -> None:
+        """`key`: what tells this alert from others of the same step at the same instant (an invoice)."""
         self._note_alert(step, message)
+        at = workflow.now().isoformat()
         await calls.alert(RaiseAlert(
-            dedupe_key=f"{self.state.subscription_id}:{step}:{workflow.now().isoformat()}",
-            subscription_id=self.state.subscription_id, step=step, error=message))
+            dedupe_key=f"{self.state.subscription_id}:{step}:{at}" + (f":{key}" if key else ""),
+            subscription_id=self.state.subscription_id, invoice_id=invoice_id, step=step, error=message))
 
     def _note_alert(self, step: str, error: str) -> None:
         alerts = self.state.alerts

@@ -45,6 +45,14 @@ REQUIRED = {
     "STRIPE_WEBHOOK_SECRET": "whsec_dummy",
     "SMTP_URL": "smtp://mailer:dummy@smtp.example.fr:587?starttls=1",
     "MAIL_FROM": "Facturation <facturation@example.fr>",
+    "SELLER_NAME": "Cabinet Billing SAS",
+    "SELLER_SIREN": "732829320",
+    "SELLER_VAT_NUMBER": "FR44732829320",
+    "SELLER_ADDRESS_LINE1": "1 rue de l'Exemple",
+    "SELLER_POSTAL_CODE": "75002",
+    "SELLER_CITY": "Paris",
+    "SELLER_EMAIL": "facturation@example.fr",
+    "SELLER_LEGAL_MENTIONS": "SAS au capital de 10 000 € — RCS Paris 732 829 320",
 }
 SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|API_KEY|SMTP_URL|DATABASE_URL")
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $${…} is a literal $.
@@ -218,6 +226,9 @@ def test_migrate_worker_and_api_run_one_image_with_their_settings() -> None:
     worker, api = environment(app["worker"]), environment(app["api"])
     assert worker["METRICS_ADDRESS"] == "0.0.0.0:9464"
     assert {"STRIPE_API_KEY", "SMTP_URL", "MAIL_FROM"} <= set(worker)
+    assert {name for name in worker if name.startswith("SELLER_")} == {  # every one: no demo default leaks
+        "SELLER_" + part for part in ("NAME", "SIREN", "VAT_NUMBER", "ADDRESS_LINE1", "ADDRESS_LINE2", "POSTAL_CODE",
+                                      "CITY", "COUNTRY", "EMAIL", "LEGAL_MENTIONS")}
     assert "ports" not in app["worker"]  # replicas: no fixed host port
     assert app["worker"]["deploy"]["replicas"] == "${WORKER_REPLICAS:-2}"
     assert (api["API_HOST"], api["API_PORT"]) == ("0.0.0.0", "8080")

@@ -223,3 +223,69 @@ def test_message_ids_are_in_the_senders_domain(parties: sessionmaker[Session], s
     queue(parties, "a", kind="renewed")
     dispatcher(parties, sink).send_due()
     assert sink.received[0]["Message-ID"].endswith("@example.fr>")
+
+
+# --- issue 11: an invoice's mail carries its e-invoice ------------------------------------------
+
+def issued_invoice(sessions: sessionmaker[Session], *, with_snapshot: bool = True) -> int:
+    """An invoice numbered with (or, as before e-invoicing, without) its parties' snapshot, and its notice."""
+    from store.models import Invoice
+
+    with sessions.begin() as session:
+        invoice = Invoice(idempotency_key="k", series="F", number=7, client_id="cli-1", payer_kind="firm",
+                          payer_id="cab-1", issued_on=date(2025, 9, 1), status="open", subtotal=1900, tax=380,
+                          total=2280, parties={"seller": "…"} if with_snapshot else None)
+        session.add(invoice)
+        session.flush()
+        queue_notice(session, dedupe_key=f"invoice:{invoice.id}", kind="invoice_issued", recipient_kind="firm",
+                     recipient_id="cab-1", subject="Invoice F-00000007", business_date=date(2025, 9, 1),
+                     payload={"invoice": "F-00000007", "invoice_id": invoice.id, "total": 2280, "subtotal": 1900,
+                              "tax": 380, "client_id": "cli-1", "issued_on": "2025-09-01"})
+        return invoice.id
+
+
+def test_an_invoice_mail_waits_for_its_e_invoice_then_carries_it(parties: sessionmaker[Session], sink: SmtpSink) -> None:
+    from store.invoice_documents import store_document
+
+    invoice_id = issued_invoice(parties)
+    mailer = dispatcher(parties, sink)
+    done = mailer.send_due()
+    assert done.waiting == [rows(parties)[0].id] and done.sent == [] and sink.received == []
+    [row] = rows(parties)
+    assert row.attempts == 0 and row.failed_at is None  # waiting is not a failed try
+    with parties.begin() as session:
+        store_document(session, invoice_id, b"<xml/>", b"%PDF-1.7 the e-invoice")
+    assert mailer.send_due(now=datetime.now(UTC) + timedelta(minutes=1)).sent == [row.id]
+    [mail] = sink.received
+    [pdf] = list(mail.iter_attachments())
+    assert (pdf.get_filename(), pdf.get_content_type(), pdf.get_content()) == (
+        "F-00000007.pdf", "application/pdf", b"%PDF-1.7 the e-invoice")
+    assert "La facture est jointe à ce message" in mail.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_an_invoice_mail_goes_without_an_e_invoice_that_will_not_come(
+        parties: sessionmaker[Session], sink: SmtpSink) -> None:
+    issued_invoice(parties, with_snapshot=False)  # numbered before e-invoicing: it has none
+    assert len(dispatcher(parties, sink).send_due().sent) == 1
+    assert list(sink.received[0].iter_attachments()) == []
+
+
+def test_an_invoice_mail_stops_waiting_after_an_hour(parties: sessionmaker[Session], sink: SmtpSink) -> None:
+    from notices.dispatcher import DOCUMENT_WAIT
+
+    issued_invoice(parties)
+    with parties.begin() as session:  # queued more than an hour ago: its render failed (the operator was alerted)
+        session.get_one(Notification, rows(parties)[0].id).created_at = datetime.now(UTC) - DOCUMENT_WAIT
+    assert len(dispatcher(parties, sink).send_due().sent) == 1
+    assert list(sink.received[0].iter_attachments()) == []
+
+
+def test_invoice_mails_go_to_the_billing_address_when_there_is_one(
+        parties: sessionmaker[Session], sink: SmtpSink) -> None:
+    with parties.begin() as session:
+        session.get_one(Firm, "cab-1").billing_email = "factures@cabinet-dupont.fr"
+    issued_invoice(parties, with_snapshot=False)
+    queue(parties, "u", kind="upgraded", amount=1000)
+    assert len(dispatcher(parties, sink).send_due().sent) == 2
+    assert [str(m["To"]) for m in sink.received] == ["Cabinet Dupont <factures@cabinet-dupont.fr>",
+                                                      "Cabinet Dupont <compta@cabinet-dupont.fr>"]

@@ -31,7 +31,7 @@ from einvoice.pdf import (
 SELLER = Seller(name="Facturation Cabinets SAS", siren="732829320", vat_number="FR44732829320",
                 address=PostalAddress(line1="10 rue de la Paix", postal_code="75002", city="Paris"),
                 email="facturation@example.fr", legal_mentions="SAS au capital de 10 000 € — RCS Paris 732 829 320")
-FIRM = Party(name="Cabinet Dupont SARL", siren="552100554", vat_number="FR17552100554",
+FIRM = Party(name="Cabinet Dupont SARL", siren="552100554", vat_number="FR96552100554",
              address=PostalAddress(line1="1 place Bellecour", line2="Bâtiment B", postal_code="69002", city="Lyon"),
              email="compta@cabinet-dupont.fr")
 SUBSCRIPTION = DocumentLine(kind="subscription", description="Abonnement Standard — du 01/09/2025 au 30/09/2025",
@@ -110,7 +110,7 @@ def test_the_page_names_the_invoice_the_parties_and_the_client(renewal_pdf: byte
                      "Facturation Cabinets SAS", "10 rue de la Paix", "75002 Paris", "SIREN : 732829320",
                      "TVA intracommunautaire : FR44732829320", "facturation@example.fr",
                      "Facturé à", "Cabinet Dupont SARL", "1 place Bellecour", "Bâtiment B", "69002 Lyon",
-                     "SIREN : 552100554", "TVA intracommunautaire : FR17552100554", "compta@cabinet-dupont.fr",
+                     "SIREN : 552100554", "TVA intracommunautaire : FR96552100554", "compta@cabinet-dupont.fr",
                      "Client : Boulangerie Martin"):
         assert expected in text, expected
 

@@ -12,7 +12,7 @@ from billing.invoices import draft, overage_line, proration_line, subscription_l
 from billing.periods import Period
 from billing.quota import Consumption
 from einvoice.cii import amount, cii_xml
-from einvoice.document import Party, PostalAddress, RecordedLine, Seller
+from einvoice.document import Party, PostalAddress, RecordedLine, Seller, document_line
 from einvoice.snapshot import PartiesSnapshot, RecordedInvoice, document_for
 from einvoice.validation import xsd_errors
 from tests.einvoice_rules import errors, failed_assertions
@@ -29,7 +29,7 @@ AUGUST = Period(date(2025, 8, 1), date(2025, 9, 1))
 SELLER = Seller(name="Facturation Cabinets SAS", siren="732829320", vat_number="FR44732829320",
                 address=PostalAddress(line1="10 rue de la Paix", postal_code="75002", city="Paris"),
                 email="facturation@example.fr", legal_mentions="SAS au capital de 10 000 € — RCS Paris 732 829 320")
-FIRM = Party(name="Cabinet Dupont SARL", siren="552100554", vat_number="FR17552100554",
+FIRM = Party(name="Cabinet Dupont SARL", siren="552100554", vat_number="FR96552100554",
              address=PostalAddress(line1="1 place Bellecour", postal_code="69002", city="Lyon"),
              email="compta@cabinet-dupont.fr")
 BARE_CLIENT = Party(name="Boulangerie Martin")  # nothing but a name on record: still a valid e-invoice
@@ -148,3 +148,20 @@ def test_a_document_whose_totals_do_not_add_up_is_refused() -> None:
     recorded, parties = KINDS["first fee"]
     with pytest.raises(ValueError, match="total"):
         document_for(recorded.model_copy(update={"total": recorded.total + 1}), parties)
+
+
+def test_a_line_whose_amount_does_not_divide_by_its_quantity_is_one_line_of_the_whole() -> None:
+    line = RecordedLine(kind="overage", plan_code="standard", period_start=date(2025, 9, 1),
+                        period_end=date(2025, 10, 1), quantity=3, amount=100)
+    drawn = document_line(line, "Standard")
+    assert (drawn.quantity, drawn.unit_price, drawn.amount) == (1, 100, 100)
+    assert drawn.description.endswith("— quantité 3")
+
+
+def test_control_characters_stored_in_a_name_never_make_an_invoice_unrenderable() -> None:
+    recorded, parties = KINDS["first fee"]
+    buyer = Party(name="Cabinet\x01 Dupont\x0b", address=PostalAddress(city="Ly\x7fon"))
+    dirty = parties.model_copy(update={"buyer": buyer})
+    xml = cii_xml(document_for(recorded, PartiesSnapshot.model_validate(dirty.model_dump())))
+    assert xsd_errors(xml) == [] and errors(xml) == []
+    assert b"<ram:Name>Cabinet Dupont</ram:Name>" in xml and b"Lyon" in xml

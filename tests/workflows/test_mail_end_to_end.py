@@ -28,6 +28,7 @@ def test_a_subscriptions_notices_arrive_in_french_once_each_after_an_smtp_outage
             await sim.service.change_plan(client_id="cli-1", plan_code="standard")
             await sim.service.cancel(client_id="cli-1")
             await sim.settle()
+            await sim.wait_for_documents()  # an invoice's mail carries its e-invoice (issue 11)
             mailer = MailDispatcher(sim.sessions, SmtpServer.from_url(sink.url), "Facturation <f@example.fr>")
             for _ in range(2):
                 try:
@@ -46,7 +47,8 @@ def test_a_subscriptions_notices_arrive_in_french_once_each_after_an_smtp_outage
     asyncio.run(main())
     subjects = sink.subjects()
     assert len(subjects) == len(set((m["To"], m["Subject"]) for m in sink.received))  # no copy
-    firm = {str(m["Subject"]): m.get_content() for m in sink.received if "compta@" in str(m["To"])}
+    firm = {str(m["Subject"]): m.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+            for m in sink.received if "compta@" in str(m["To"])}
     assert set(firm) == {
         "Abonnement Essentiel activé — Boulangerie Martin",
         "Facture F-00000001 — Boulangerie Martin",
@@ -60,3 +62,10 @@ def test_a_subscriptions_notices_arrive_in_french_once_each_after_an_smtp_outage
     assert "20,00\u00a0€ HT" in upgrade  # 39,00 € − 19,00 € on the period's first day (R7)
     # R5: usable until the period end (the simulation runs 28-year blocks later: any year)
     assert re.search(r"jusqu'au 01/10/\d{4} ; il ne sera pas renouvelé", firm["Résiliation confirmée — Boulangerie Martin"])
+    # Each invoice's mail carries its Factur-X PDF; the others carry nothing.
+    attached = {str(m["Subject"]): [(a.get_filename(), a.get_content_type()) for a in m.iter_attachments()]
+                for m in sink.received if "compta@" in str(m["To"])}
+    assert attached["Facture F-00000001 — Boulangerie Martin"] == [("F-00000001.pdf", "application/pdf")]
+    assert attached["Facture F-00000002 — Boulangerie Martin"] == [("F-00000002.pdf", "application/pdf")]
+    assert attached["Résiliation confirmée — Boulangerie Martin"] == []
+    assert "La facture est jointe à ce message (F-00000001.pdf" in firm["Facture F-00000001 — Boulangerie Martin"]

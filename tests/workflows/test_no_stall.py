@@ -28,11 +28,13 @@ from contracts.subscription import (
     SwitchInterval,
     TakeOver,
 )
+from settings import Settings
 from starter.scenario import ScenarioClient, ScenarioFirm
 from starter.simulate import Simulation, SimulationParts, simulation
 from store.models import Invoice, OperatorAlert, PaymentAttempt, PaymentCustomer
 from tests.tcp_proxy import TcpProxy
 from tests.workflows.test_payment_resilience import intents_of
+from worker import issuer_from
 from workflows.subscription import SubscriptionWorkflow
 
 CATALOG = parse_catalog([
@@ -69,7 +71,7 @@ def continued_state(sim: Simulation, client_id: str, today: date, *, period_end:
 
 def recorded(sim: Simulation, state: SubscriptionState) -> SubscriptionState:
     """What the previous run left in the system of record: the subscription and its period."""
-    RecordActivities(sim.sessions).open_subscription(OpenSubscription(state=state))
+    RecordActivities(sim.sessions, issuer_from(Settings())).open_subscription(OpenSubscription(state=state))
     return state
 
 
