@@ -45,5 +45,6 @@ def configure_logging(log_format: Literal["json", "text"] = "json", level: str =
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "stripe", "uvicorn.access", "aiosmtpd", "mail.log"):
+    # fontTools logs every glyph of every font it subsets (each invoice drawn), factur-x each step.
+    for noisy in ("httpx", "stripe", "uvicorn.access", "aiosmtpd", "mail.log", "fontTools", "factur-x"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

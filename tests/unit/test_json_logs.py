@@ -2,7 +2,7 @@
 import json
 import logging
 
-from observability.logs import JsonLines
+from observability.logs import JsonLines, configure_logging
 
 
 def record(message: str, **extra: object) -> logging.LogRecord:
@@ -37,3 +37,11 @@ def test_french_text_stays_readable_and_errors_keep_their_traceback() -> None:
     line = json.loads(JsonLines().format(rec))
     assert line["message"] == "échec"
     assert "ValueError: carte refusée" in line["error"]
+
+
+def test_libraries_that_log_every_step_of_an_e_invoice_are_kept_to_warnings() -> None:
+    import logging
+
+    configure_logging("json", "INFO")
+    assert logging.getLogger("fontTools.subset").getEffectiveLevel() == logging.WARNING  # a line per glyph
+    assert logging.getLogger("factur-x").getEffectiveLevel() == logging.WARNING
