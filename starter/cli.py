@@ -56,6 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke = firms.add_parser("revoke-key", help="revoke a firm's keys (all, or the one with --prefix)")
     revoke.add_argument("firm_id")
     revoke.add_argument("--prefix", help="the key's first 12 characters")
+    clients = commands.add_parser("clients", help="clients and their legal identity (the firms use the API)"
+                                  ).add_subparsers(dest="action", required=True)
+    new_client = clients.add_parser("create", help="create a client of a firm; prints the client")
+    new_client.add_argument("--firm", required=True, help="the firm that manages it")
+    new_client.add_argument("--name", required=True)
+    new_client.add_argument("--external-id", dest="external_id", help="the firm's own reference for it")
+    new_client.add_argument("--email", help="where the client's notices are e-mailed")
+    add_identity_options(new_client)
+    change_client = clients.add_parser("update", help="change a client's legal identity (only the options given; "
+                                       "an empty value clears one); prints the client")
+    change_client.add_argument("client_id")
+    add_identity_options(change_client)
     commands.add_parser("operator-key", help="a new platform-operator API key; prints {api_key}")
     from starter.operator_cli import add_operator_commands
 
@@ -96,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from starter.operator_cli import operator_command
 
         return operator_command(settings, args)
-    if args.command in ("firms", "operator-key"):
+    if args.command in ("firms", "clients", "operator-key"):
         from starter.keys_cli import keys_command
 
         return keys_command(settings, args)

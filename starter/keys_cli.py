@@ -1,5 +1,5 @@
-"""`python -m starter firms …` and `operator-key`: firms, their legal identity (issue 11) and
-API keys (R15). Each prints one JSON line; a key is shown once (only its hash is stored).
+"""`python -m starter firms …`, `clients …` and `operator-key`: firms and clients with their legal
+identity (issue 11), and API keys (R15). Each prints one JSON line; a key is shown once (only its hash is stored).
 Errors: one sentence, exit 2, and nothing written."""
 import argparse
 import json
@@ -44,6 +44,8 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> int:
         sessions = make_session_factory(engine)
         if args.command == "operator-key":
             return _print({"api_key": _new_key(sessions, None)})
+        if args.command == "clients":
+            return _create_client(sessions, args) if args.action == "create" else _update_client(sessions, args)
         if args.action == "create":
             return _create_firm(sessions, args.name, args.id, args.email, _identity_given(args))
         if args.action == "update":
@@ -117,6 +119,64 @@ def _update_firm(sessions: "sessionmaker[Session]", args: argparse.Namespace) ->
                 setattr(firm, name, value)
             session.flush()
             view = firm_view(firm)
+    except Refused as exc:
+        return _fail(_as_option(str(exc)))
+    return _print(view.model_dump(mode="json"))
+
+
+def _create_client(sessions: "sessionmaker[Session]", args: argparse.Namespace) -> int:
+    """`clients create --firm F --name N`: what POST /v1/clients does, for the operator (no card:
+    the firm registers it through the API, or the client does)."""
+    import secrets
+
+    from store.models import Client, Firm
+    from store.read_models import client_view
+
+    name = args.name.strip()
+    if not 0 < len(name) <= MAX_NAME:
+        return _fail(f"--name must have 1 to {MAX_NAME} characters")
+    if args.email is not None and not re.fullmatch(EMAIL, args.email):
+        return _fail("--email must be an address like contact@client.fr")
+    if args.external_id is not None and not 0 < len(args.external_id.strip()) <= 64:
+        return _fail("--external-id must have 1 to 64 characters")
+    identity = _valid_identity(_identity_given(args), sent_only=False)
+    if isinstance(identity, str):
+        return _fail(identity)
+    from starter.portal import change_identity
+
+    try:
+        with sessions.begin() as session:
+            if session.get(Firm, args.firm) is None:
+                return _fail(f"there is no firm '{args.firm}'")
+            client = Client(id=f"cli_{secrets.token_hex(8)}", name=name, email=args.email, firm_id=args.firm,
+                            external_id=args.external_id.strip() if args.external_id else None)
+            change_identity(client, {k: v for k, v in identity.items() if v is not None})
+            session.add(client)
+            session.flush()
+            view = client_view(client)
+    except IntegrityError:
+        return _fail(f"--external-id: the firm already has a client '{args.external_id}'")
+    return _print(view.model_dump(mode="json"))
+
+
+def _update_client(sessions: "sessionmaker[Session]", args: argparse.Namespace) -> int:
+    """`clients update CLIENT_ID`: its legal identity, as PATCH /v1/clients/{id} changes it."""
+    from billing.rules import Refused
+    from starter.portal import change_identity
+    from store.models import Client
+    from store.read_models import client_view
+
+    identity = _valid_identity(_identity_given(args), sent_only=True)
+    if isinstance(identity, str):
+        return _fail(identity)
+    try:
+        with sessions.begin() as session:  # a refusal rolls back: nothing is written
+            client = session.get(Client, args.client_id, with_for_update=True)
+            if client is None:
+                raise Refused(f"there is no client '{args.client_id}'")
+            change_identity(client, identity)
+            session.flush()
+            view = client_view(client)
     except Refused as exc:
         return _fail(_as_option(str(exc)))
     return _print(view.model_dump(mode="json"))

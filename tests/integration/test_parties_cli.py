@@ -95,3 +95,25 @@ def test_an_update_is_checked_against_the_identity_on_record_and_a_refused_one_w
     ]:
         assert run(capsys, "firms", "update", "cabinet-roux", *argv) == (2, "", says)
     assert identity(session_factory, "cabinet-roux") == before
+
+
+def test_a_client_is_created_by_the_operator_and_its_identity_completed(
+        capsys: pytest.CaptureFixture[str], session_factory: sessionmaker[Session]) -> None:
+    from store.models import Client
+
+    assert run(capsys, "firms", "create", "--name", "Cabinet Roux")[0] == 0
+    code, out, err = run(capsys, "clients", "create", "--firm", "cabinet-roux", "--name", "Fromagerie Dupont",
+                         "--external-id", "FD-1", "--vat-number", "FR75900000068")
+    assert (code, err) == (0, "")
+    created = json.loads(out)
+    assert (created["firm_id"], created["siren"], created["vat_number"]) == ("cabinet-roux", "900000068", "FR75900000068")
+    code, out, err = run(capsys, "clients", "update", created["id"], "--legal-name", "Fromagerie Dupont SARL",
+                         "--postal-code", "69001", "--city", "Lyon")
+    assert (code, err) == (0, "") and json.loads(out)["legal_name"] == "Fromagerie Dupont SARL"
+    code, _, err = run(capsys, "clients", "update", created["id"], "--siren", "552100554")
+    assert code == 2 and err.startswith("--siren: SIREN 552100554 is not the one in the client's VAT number")
+    code, _, err = run(capsys, "clients", "create", "--firm", "nobody", "--name", "X")
+    assert code == 2 and "there is no firm 'nobody'" in err
+    with session_factory() as session:
+        [client] = session.scalars(select(Client)).all()
+        assert (client.siren, client.city) == ("900000068", "Lyon")
