@@ -18,7 +18,10 @@ NSMAP = {"rsm": RSM, "qdt": QDT, "ram": RAM, "udt": UDT}
 EN16931 = "urn:cen.eu:en16931:2017"  # BT-24: the Factur-X EN 16931 profile
 
 COMMERCIAL_INVOICE = "380"  # BT-3 (UNTDID 1001)
+SERVICES = "S1"  # BT-23, French e-invoicing reform: an invoice for services
+SERVICES_ALREADY_PAID = "S2"  # … for services already paid (a 0 € invoice, paid as it is issued)
 SIREN_SCHEME = "0002"  # ISO 6523 ICD for the French SIREN
+FRENCH_DIRECTORY = "0225"  # EAS: the French e-invoicing directory, addressed by SIREN
 BANK_CARD = "48"  # BT-81 (UNTDID 4461)
 PAID_TO_DATE = "72"  # BT-8: VAT due on payment ("TVA sur les encaissements"), the rule for services
 ONE = "C62"  # BT-130: unit of measure "one" (a subscription period, a document)
@@ -41,6 +44,9 @@ def amount(cents: int) -> str:
 def cii_xml(doc: InvoiceDocument) -> bytes:
     root = etree.Element(f"{{{RSM}}}CrossIndustryInvoice", nsmap=NSMAP)
     context = _sub(root, RSM, "ExchangedDocumentContext")
+    # BT-23, the French reform's billing framework: services, already paid or to be paid.
+    _text(_sub(context, RAM, "BusinessProcessSpecifiedDocumentContextParameter"), "ID",
+          SERVICES_ALREADY_PAID if doc.paid_on else SERVICES)
     _text(_sub(context, RAM, "GuidelineSpecifiedDocumentContextParameter"), "ID", EN16931)
 
     header = _sub(root, RSM, "ExchangedDocument")
@@ -110,8 +116,12 @@ def _party(parent: etree._Element, tag: str, party: Party) -> None:
     if party.siren:
         _text(_sub(node, RAM, "SpecifiedLegalOrganization"), "ID", party.siren, schemeID=SIREN_SCHEME)  # BT-30 / BT-47
     _address(node, party.address)
-    if party.email:
-        _text(_sub(node, RAM, "URIUniversalCommunication"), "URIID", party.email, schemeID="EM")  # BT-34 / BT-49
+    # BT-34 / BT-49, the electronic address: under the French reform the SIREN in the directory of
+    # e-invoicing platforms (scheme 0225); an e-mail address when we know no SIREN.
+    if party.siren:
+        _text(_sub(node, RAM, "URIUniversalCommunication"), "URIID", party.siren, schemeID=FRENCH_DIRECTORY)
+    elif party.email:
+        _text(_sub(node, RAM, "URIUniversalCommunication"), "URIID", party.email, schemeID="EM")
     if party.vat_number:
         _text(_sub(node, RAM, "SpecifiedTaxRegistration"), "ID", party.vat_number, schemeID="VA")  # BT-31 / BT-48
 

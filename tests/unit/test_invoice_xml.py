@@ -15,7 +15,7 @@ from einvoice.cii import amount, cii_xml
 from einvoice.document import Party, PostalAddress, RecordedLine, Seller, document_line
 from einvoice.snapshot import PartiesSnapshot, RecordedInvoice, document_for
 from einvoice.validation import xsd_errors
-from tests.einvoice_rules import errors, failed_assertions
+from tests.einvoice_rules import FRENCH_CTC_XSLT, errors, failed_assertions
 
 CATALOG = parse_catalog([
     {"code": "standard", "product": "einvoicing", "name": "Standard",
@@ -67,6 +67,8 @@ KINDS = {
                                                        Consumption(quota=200, used=201))),
     "0 € (R16)": invoice_of("F-00000006", date(2025, 9, 1), subscription_line(FREE, Interval.MONTHLY, SEPTEMBER),
                             buyer=BARE_CLIENT, client_name=None),
+    "0 € to a firm (R16)": invoice_of("F-00000007", date(2025, 9, 1),
+                                      subscription_line(FREE, Interval.MONTHLY, SEPTEMBER)),
 }
 
 
@@ -86,6 +88,19 @@ def test_each_kind_of_invoice_passes_the_xsd_and_the_en16931_schematron(kind: st
     # The one warning left is PEPPOL's "no empty element": the header delivery CII requires,
     # empty for a service (no delivery).
     assert {a.rule for a in failed_assertions(xml)} <= {"PEPPOL-EN16931-R008"}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_each_kind_of_invoice_passes_the_french_reform_schematron_too(kind: str) -> None:
+    recorded, parties = KINDS[kind]
+    xml = cii_xml(document_for(recorded, parties))
+    if parties.buyer.siren is None:  # the reform addresses a buyer by its SIREN: complete the party
+        assert [a.rule for a in errors(xml, FRENCH_CTC_XSLT)] == ["BR-FR-12_BT-49"]
+    else:
+        assert errors(xml, FRENCH_CTC_XSLT) == []
+    framework = etree.fromstring(xml).findtext(".//ram:BusinessProcessSpecifiedDocumentContextParameter/ram:ID",
+                                               namespaces=NS)
+    assert framework == ("S2" if recorded.paid_at_issue else "S1")  # services; already paid when 0 €
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
