@@ -45,7 +45,9 @@ class WorkerTuning:
       endpoint at 24/s with webhooks on;
     max_cached_workflows: subscription workflows kept in memory (sticky): a renewal storm of
       more than this replays histories from the server instead. Measured (bench/renewal_storm.py,
-      10,001 live subscriptions): RSS 253.0 MB at 1,000, 357.0 MB at 2,000."""
+      10,001 live subscriptions): RSS 253.0 MB at 1,000, 357.0 MB at 2,000, before e-invoices;
+      since (the drawing libraries add about 36 MB on import, 7 MB more once one is drawn):
+      302.8 MB at 1,000 with 8,301 live."""
 
     activity_threads: int = 16
     payment_threads: int = 8
