@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from notices.smtp import SmtpServer
 from notices.texts import Letter, Names, UnknownKind, write
 from observability.metrics import count
-from store.invoice_documents import document_of, has_document
+from store.invoice_documents import document_of
 from store.models import Client, Firm, Invoice, Notification
 
 log = logging.getLogger(__name__)
@@ -96,12 +96,13 @@ class MailDispatcher:
                         if notice is None:
                             break
                         notice_id = notice.id
-                        if _waits_for_its_document(session, notice, moment):
+                        attachment = _invoice_pdf(session, notice)
+                        if attachment is None and _waits_for_its_document(session, notice, moment):
                             done.waiting.append(notice_id)
                             continue
                         if smtp is None:
                             smtp = self._connect()
-                        outcome = self._deliver(session, smtp, notice)
+                        outcome = self._deliver(session, smtp, notice, attachment)
                 except SmtpDown:
                     raise
                 except Exception as exc:  # a bug or a bad row: set it aside, never block the queue
@@ -145,12 +146,12 @@ class MailDispatcher:
             .order_by(Notification.id).limit(1).with_for_update(skip_locked=True)
         ).first()
 
-    def _deliver(self, session: Session, smtp: smtplib.SMTP, notice: Notification) -> str:
+    def _deliver(self, session: Session, smtp: smtplib.SMTP, notice: Notification,
+                 attachment: "Attachment | None" = None) -> str:
         """'sent', 'deferred' or 'failed'; raises SmtpDown when the connection is lost (the
         transaction is rolled back: the notice stays as it was)."""
         ids = {"notice_id": notice.id, "client_id": notice.payload.get("client_id"),
                "firm_id": notice.payload.get("firm_id")}
-        attachment = _invoice_pdf(session, notice) if notice.kind == "invoice_issued" else None
         recipient = self._recipient(session, notice.recipient_kind, notice.recipient_id, notice.kind)
         if recipient.address is None:
             return self._fail(notice, f"no e-mail address for {notice.recipient_kind} {notice.recipient_id}",
@@ -250,7 +251,8 @@ def _invoice_id(notice: Notification) -> int | None:
 
 
 def _invoice_pdf(session: Session, notice: Notification) -> Attachment | None:
-    invoice_id = _invoice_id(notice)
+    """An invoice's notice carries its e-invoice, once stored."""
+    invoice_id = _invoice_id(notice) if notice.kind == "invoice_issued" else None
     document = None if invoice_id is None else document_of(session, invoice_id)
     if document is None:
         return None
@@ -258,10 +260,10 @@ def _invoice_pdf(session: Session, notice: Notification) -> Attachment | None:
 
 
 def _waits_for_its_document(session: Session, notice: Notification, now: datetime) -> bool:
-    """An invoice's notice whose e-invoice is to come (the invoice has its parties' snapshot) and
-    is not stored yet waits (for DOCUMENT_WAIT at most): looked at again in DOCUMENT_POLL."""
+    """An invoice's notice whose e-invoice (not stored yet) is to come (the invoice has its parties'
+    snapshot) waits, for DOCUMENT_WAIT at most: looked at again in DOCUMENT_POLL."""
     invoice_id = _invoice_id(notice) if notice.kind == "invoice_issued" else None
-    if invoice_id is None or now - notice.created_at >= DOCUMENT_WAIT or has_document(session, invoice_id):
+    if invoice_id is None or now - notice.created_at >= DOCUMENT_WAIT:
         return False
     if session.scalar(select(Invoice.parties.is_not(None)).where(Invoice.id == invoice_id)) is not True:
         return False

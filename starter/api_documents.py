@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starter.access import Actor, NotFound
 from starter.api_errors import problem
 from starter.portal import Portal
-from store.invoice_documents import document_by_number, will_have_document
+from store.invoice_documents import document_by_number
 from store.models import InvoiceDocument
 
 NO_NUL = r"^[^\x00]*$"
@@ -67,8 +67,7 @@ def document_router(portal: Portal, sessions: sessionmaker[Session], actor: Call
 def _read(sessions: sessionmaker[Session], number: str) -> tuple[InvoiceDocument | None, bool]:
     """The stored e-invoice, and whether one is to come (the invoice has its parties' snapshot)."""
     with sessions() as session:
-        document = document_by_number(session, number)
+        document, expected = document_by_number(session, number)
         if document is not None:
             session.expunge(document)
-            return document, True
-        return None, will_have_document(session, number)
+        return document, expected

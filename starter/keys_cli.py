@@ -6,13 +6,16 @@ import json
 import re
 import sys
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from settings import Settings
+
+if TYPE_CHECKING:
+    from store.models import Client, Firm
 
 MAX_NAME = 200
 EMAIL = r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,255}"
@@ -92,10 +95,7 @@ def _create_firm(sessions: "sessionmaker[Session]", name: str, firm_id: str | No
 
 def _update_firm(sessions: "sessionmaker[Session]", args: argparse.Namespace) -> int:
     """`firms update FIRM_ID`: only the options given change; an empty value clears one."""
-    from billing.rules import Refused
-    from starter.portal import change_identity
     from store.models import Firm
-    from store.read_models import firm_view
 
     changes: dict[str, Any] = {}
     if args.name is not None:
@@ -106,22 +106,7 @@ def _update_firm(sessions: "sessionmaker[Session]", args: argparse.Namespace) ->
         if args.email and not re.fullmatch(EMAIL, args.email):
             return _fail("--email must be an address like compta@cabinet.fr (or empty, to clear it)")
         changes["email"] = args.email or None
-    identity = _valid_identity(_identity_given(args), sent_only=True)
-    if isinstance(identity, str):
-        return _fail(identity)
-    try:
-        with sessions.begin() as session:  # a refusal rolls back: nothing is written
-            firm = session.get(Firm, args.firm_id, with_for_update=True)
-            if firm is None:
-                raise Refused(f"there is no firm '{args.firm_id}'")
-            change_identity(firm, identity)
-            for name, value in changes.items():
-                setattr(firm, name, value)
-            session.flush()
-            view = firm_view(firm)
-    except Refused as exc:
-        return _fail(_as_option(str(exc)))
-    return _print(view.model_dump(mode="json"))
+    return _update_party(sessions, args, Firm, args.firm_id, changes)
 
 
 def _create_client(sessions: "sessionmaker[Session]", args: argparse.Namespace) -> int:
@@ -161,22 +146,33 @@ def _create_client(sessions: "sessionmaker[Session]", args: argparse.Namespace) 
 
 def _update_client(sessions: "sessionmaker[Session]", args: argparse.Namespace) -> int:
     """`clients update CLIENT_ID`: its legal identity, as PATCH /v1/clients/{id} changes it."""
+    from store.models import Client
+
+    return _update_party(sessions, args, Client, args.client_id, {})
+
+
+def _update_party(sessions: "sessionmaker[Session]", args: argparse.Namespace, kind: "type[Firm | Client]",
+                  party_id: str, changes: dict[str, Any]) -> int:
+    """The identity options given (checked as the API checks them) and `changes`, in one transaction:
+    a refusal rolls back and nothing is written. Prints the party."""
     from billing.rules import Refused
     from starter.portal import change_identity
-    from store.models import Client
-    from store.read_models import client_view
+    from store.models import Firm
+    from store.read_models import client_view, firm_view
 
     identity = _valid_identity(_identity_given(args), sent_only=True)
     if isinstance(identity, str):
         return _fail(identity)
     try:
-        with sessions.begin() as session:  # a refusal rolls back: nothing is written
-            client = session.get(Client, args.client_id, with_for_update=True)
-            if client is None:
-                raise Refused(f"there is no client '{args.client_id}'")
-            change_identity(client, identity)
+        with sessions.begin() as session:
+            party = cast("Firm | Client | None", session.get(kind, party_id, with_for_update=True))
+            if party is None:
+                raise Refused(f"there is no {kind.__name__.lower()} '{party_id}'")
+            change_identity(party, identity)
+            for name, value in changes.items():
+                setattr(party, name, value)
             session.flush()
-            view = client_view(client)
+            view = firm_view(party) if isinstance(party, Firm) else client_view(party)
     except Refused as exc:
         return _fail(_as_option(str(exc)))
     return _print(view.model_dump(mode="json"))

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 from einvoice.document import Party, PostalAddress, RecordedLine, Seller
 from einvoice.snapshot import PartiesSnapshot, RecordedInvoice
 from store.models import Client, Firm, Invoice, InvoiceDocument
+from store.read_models import printed_number
 
 PROFILE = "factur-x en16931"
 
@@ -76,37 +77,22 @@ def document_of(session: Session, invoice_id: int) -> InvoiceDocument | None:
     return session.get(InvoiceDocument, invoice_id)
 
 
-def has_document(session: Session, invoice_id: int) -> bool:
-    return session.scalar(select(InvoiceDocument.invoice_id).where(InvoiceDocument.invoice_id == invoice_id)) is not None
-
-
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def document_by_number(session: Session, number: str) -> InvoiceDocument | None:
-    """The stored e-invoice of the invoice shown as `number` ("F-00000042"), if rendered yet."""
-    found = _by_number(number)
+def document_by_number(session: Session, number: str) -> tuple[InvoiceDocument | None, bool]:
+    """The stored e-invoice of the invoice shown as `number` ("F-00000042"), if rendered yet, and
+    whether it has one to come (numbered with its parties' snapshot, after e-invoicing began)."""
+    found = printed_number(number)
     if found is None:
-        return None
-    return session.scalars(
-        select(InvoiceDocument).join(Invoice, Invoice.id == InvoiceDocument.invoice_id)
+        return None, False
+    row = session.execute(
+        select(InvoiceDocument, Invoice.parties.is_not(None))
+        .select_from(Invoice).outerjoin(InvoiceDocument, InvoiceDocument.invoice_id == Invoice.id)
         .where(Invoice.series == found[0], Invoice.number == found[1])
     ).one_or_none()
-
-
-def will_have_document(session: Session, number: str) -> bool:
-    """The invoice shown as `number` was numbered with its parties' snapshot (after e-invoicing began)."""
-    found = _by_number(number)
-    return found is not None and session.scalar(
-        select(Invoice.parties.is_not(None)).where(Invoice.series == found[0], Invoice.number == found[1])) is True
-
-
-def _by_number(number: str) -> tuple[str, int] | None:
-    series, _, digits = number.rpartition("-")
-    if not digits.isdigit() or len(digits) > 18:
-        return None
-    return series, int(digits)
+    return (None, False) if row is None else (row[0], bool(row[1]))
 
 
 def invoices_without_document(session: Session) -> list[tuple[int, str]]:

@@ -33,13 +33,10 @@ class Base(DeclarativeBase):
     pass
 
 
-class Firm(Base):
-    __tablename__ = "firms"
+class LegalIdentity:
+    """The legal identity an e-invoice names a firm or a client by (issue 11), completed when known
+    (migration 0006)."""
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[str | None] = mapped_column(String(320))
-    # The legal identity an e-invoice names (issue 11), completed when known (migration 0006).
     legal_name: Mapped[str | None] = mapped_column(String(200))
     siren: Mapped[str | None] = mapped_column(String(9))
     vat_number: Mapped[str | None] = mapped_column(String(13))
@@ -49,10 +46,18 @@ class Firm(Base):
     city: Mapped[str | None] = mapped_column(String(100))
     country: Mapped[str] = mapped_column(String(2), default="FR", server_default="FR")  # ISO 3166-1 alpha-2
     billing_email: Mapped[str | None] = mapped_column(String(320))
+
+
+class Firm(LegalIdentity, Base):
+    __tablename__ = "firms"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Client(Base):
+class Client(LegalIdentity, Base):
     __tablename__ = "clients"
     # The firm's own reference for its client, unique within the firm (R15: never across).
     __table_args__ = (UniqueConstraint("firm_id", "external_id", name="external_id_once_per_firm"),)
@@ -63,16 +68,6 @@ class Client(Base):
     # Each client is managed by exactly one firm (R2, R15).
     firm_id: Mapped[str] = mapped_column(ForeignKey("firms.id"), index=True)
     external_id: Mapped[str | None] = mapped_column(String(64))
-    # The legal identity an e-invoice names (issue 11), completed when known (migration 0006).
-    legal_name: Mapped[str | None] = mapped_column(String(200))
-    siren: Mapped[str | None] = mapped_column(String(9))
-    vat_number: Mapped[str | None] = mapped_column(String(13))
-    address_line1: Mapped[str | None] = mapped_column(String(200))
-    address_line2: Mapped[str | None] = mapped_column(String(200))
-    postal_code: Mapped[str | None] = mapped_column(String(16))
-    city: Mapped[str | None] = mapped_column(String(100))
-    country: Mapped[str] = mapped_column(String(2), default="FR", server_default="FR")  # ISO 3166-1 alpha-2
-    billing_email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -185,15 +185,24 @@ def _invoice_cursor(invoice: Invoice) -> str:
 _NUMBER = re.compile(r"([A-Za-z0-9]{1,32})-([0-9]{8,19})")
 
 
-def invoice_by_number(session: Session, *, number: str) -> InvoiceView | None:
-    """The invoice shown as `number` ("F-00000042"); a malformed number is simply not found."""
+def printed_number(number: str) -> tuple[str, int] | None:
+    """(series, number) of an invoice number in the exact form we print ("F-00000042"): "F-42" or
+    "F-000000042" name no invoice, nor does a malformed one."""
     match = _NUMBER.fullmatch(number)
     if match is None:
         return None
     series, value = match.group(1), int(match.group(2))
-    # Only the exact form we print: "F-42" or "F-000000042" name no invoice.
     if value > MAX_BIGINT or f"{series}-{value:08d}" != number:
         return None
+    return series, value
+
+
+def invoice_by_number(session: Session, *, number: str) -> InvoiceView | None:
+    """The invoice shown as `number` ("F-00000042"); a malformed number is simply not found."""
+    found = printed_number(number)
+    if found is None:
+        return None
+    series, value = found
     invoice = session.scalars(
         select(Invoice).options(selectinload(Invoice.lines)).where(Invoice.series == series, Invoice.number == value)
     ).one_or_none()

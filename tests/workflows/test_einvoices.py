@@ -50,6 +50,15 @@ async def use(sim: Simulation, client_id: str, documents: int, event_id: str) ->
                                    documents=documents)
 
 
+async def first_invoice_drawn(sim: Simulation) -> None:
+    """cli-1 of cab-1 subscribes (the firm pays) and its first invoice's e-invoice is stored."""
+    await sim.add_parties([ScenarioFirm(id="cab-1", name="Cabinet Dupont", card=CARD)],
+                          [ScenarioClient(id="cli-1", name="Boulangerie Martin", firm="cab-1")])
+    await sim.advance_to(START)
+    await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly", payer_kind="firm")
+    await sim.wait_for_documents()
+
+
 def cents(root: etree._Element, path: str) -> int:
     found = root.findtext(path, namespaces=NS)
     assert found is not None, path
@@ -130,11 +139,7 @@ def test_every_kind_of_invoice_gets_a_valid_factur_x_whose_amounts_are_ours(simu
 def test_an_issued_e_invoice_cannot_be_altered_nor_deleted(simulation_parts: SimulationParts) -> None:
     async def main() -> None:
         async with simulation(CATALOG, simulation_parts, first_date=START) as sim:
-            await sim.add_parties([ScenarioFirm(id="cab-1", name="Cabinet Dupont", card=CARD)],
-                                  [ScenarioClient(id="cli-1", name="Boulangerie Martin", firm="cab-1")])
-            await sim.advance_to(START)
-            await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly", payer_kind="firm")
-            await sim.wait_for_documents()
+            await first_invoice_drawn(sim)
             for statement in ("update invoice_documents set xml = 'x'", "delete from invoice_documents",
                               "truncate invoice_documents", "update invoices set parties = '{}'::jsonb"):
                 with pytest.raises(DBAPIError, match="cannot be"), sim.sessions.begin() as session:
@@ -154,11 +159,7 @@ def test_rendering_is_idempotent_and_an_invoice_from_before_e_invoicing_has_none
 
     async def main() -> None:
         async with simulation(CATALOG, simulation_parts, first_date=START) as sim:
-            await sim.add_parties([ScenarioFirm(id="cab-1", name="Cabinet Dupont", card=CARD)],
-                                  [ScenarioClient(id="cli-1", name="Boulangerie Martin", firm="cab-1")])
-            await sim.advance_to(START)
-            await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly", payer_kind="firm")
-            await sim.wait_for_documents()
+            await first_invoice_drawn(sim)
             with sim.sessions() as session:
                 invoice = session.scalars(select(Invoice)).one()
                 invoice_id, number, stored_at = invoice.id, invoice.display_number, session.scalars(
