@@ -1,7 +1,7 @@
 """All configuration, read once from the environment (or a .env file) through one class."""
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +13,18 @@ if TYPE_CHECKING:
     from worker import WorkerTuning
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+
+Queue = Literal["subscriptions", "payments", "documents"]
+QUEUES: tuple[Queue, ...] = get_args(Queue)
+
+
+def parse_queues(names: str) -> tuple[Queue, ...]:
+    """`WORKER_QUEUES`: which task queues a worker process polls, comma-separated, in our order."""
+    given = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in given if n not in QUEUES]
+    if unknown or not given:
+        raise ValueError(f"{', '.join(unknown) or 'nothing'}: not a queue; choose among {', '.join(QUEUES)}")
+    return tuple(q for q in QUEUES if q in given)
 
 
 class Settings(BaseSettings):
@@ -52,6 +64,10 @@ class Settings(BaseSettings):
     payment_threads: int = Field(default=8, ge=1)
     document_threads: int = Field(default=2, ge=1)  # e-invoices drawn at once (issue 11)
     max_cached_workflows: int = Field(default=1000, ge=0)
+    # Which task queues this worker process polls (docs/scaling.md §4): all three by default;
+    # production runs the documents queue on workers of its own, so that the others never load
+    # the drawing libraries nor share a CPU with them.
+    worker_queues: str = ",".join(QUEUES)
 
     # Us, the seller every invoice names (issue 11): SIREN and VAT number checked as the API
     # checks a firm's. The defaults are a fictitious demo company, so that `run` needs nothing;
@@ -71,12 +87,18 @@ class Settings(BaseSettings):
     data_dir: Path = PROJECT_ROOT / ".var"
     temporal_ui_port: int | None = None  # free port when unset
 
+    @field_validator("worker_queues")
+    @classmethod
+    def _known_queues(cls, value: str) -> str:
+        return ",".join(parse_queues(value))
+
     def worker_tuning(self) -> "WorkerTuning":
         from worker import WorkerTuning
 
         return WorkerTuning(activity_threads=self.activity_threads, payment_threads=self.payment_threads,
                             document_threads=self.document_threads,
-                            payments_per_second=self.payments_per_second, max_cached_workflows=self.max_cached_workflows)
+                            payments_per_second=self.payments_per_second, max_cached_workflows=self.max_cached_workflows,
+                            queues=parse_queues(self.worker_queues))
 
     def seller(self) -> "Seller":
         """Our identity as an invoice names its seller."""

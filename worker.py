@@ -18,14 +18,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.documents import DocumentActivities
 from activities.dunning import DunningActivities
 from activities.payments import DEFAULT_MINIMUM_CHARGE, PaymentActivities
 from activities.records import Issuer, RecordActivities
 from adapters.stripe_gateway import StripeGateway
 from billing.catalog import DEFAULT_CATALOG_PATH, Catalog, load_catalog
 from observability.metrics import install_runtime
-from settings import Settings
+from settings import QUEUES, Queue, Settings
 from workflows.calls import documents_task_queue, payments_task_queue
 from workflows.dunning import InvoiceDunningWorkflow
 from workflows.subscription import SubscriptionWorkflow
@@ -54,10 +53,13 @@ class WorkerTuning:
     document_threads: int = 2  # e-invoices drawn at once (CPU: ~0.1 s each; more workers, not threads)
     payments_per_second: float = 8.0
     max_cached_workflows: int = 1000
+    queues: tuple[Queue, ...] = QUEUES
 
     @property
     def database_connections(self) -> int:
-        return self.activity_threads + self.payment_threads + self.document_threads
+        threads = {"subscriptions": self.activity_threads, "payments": self.payment_threads,
+                   "documents": self.document_threads}
+        return sum(threads[queue] for queue in self.queues)
 
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
@@ -73,17 +75,17 @@ async def connect(address: str, namespace: str = "default") -> Client:
 
 
 class BillingWorker:
-    """Three Temporal workers in one process: workflows and database activities on the task
-    queue; charges on its `-payments` queue, rate-limited under Stripe's limit (issue 10);
-    e-invoices drawn on its `-documents` queue (issue 11)."""
+    """Up to three Temporal workers in one process (`WORKER_QUEUES`): workflows and database
+    activities on the task queue; charges on its `-payments` queue, rate-limited under Stripe's
+    limit (issue 10); e-invoices drawn on its `-documents` queue (issue 11)."""
 
-    def __init__(self, main: Worker, payments: Worker, documents: Worker) -> None:
-        self.main, self.payments, self.documents = main, payments, documents
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
         self._running = AsyncExitStack()
 
     async def __aenter__(self) -> "BillingWorker":
         async with AsyncExitStack() as starting:  # one that fails to start stops those started
-            for worker in (self.main, self.payments, self.documents):
+            for worker in self.workers:
                 await starting.enter_async_context(worker)
             self._running = starting.pop_all()
         return self
@@ -92,7 +94,7 @@ class BillingWorker:
         await self._running.aclose()  # the last started stops first
 
     async def run(self) -> None:
-        await asyncio.gather(self.main.run(), self.payments.run(), self.documents.run())
+        await asyncio.gather(*(worker.run() for worker in self.workers))
 
 
 def issuer_from(settings: Settings, catalog: Catalog | None = None) -> Issuer:
@@ -104,53 +106,82 @@ def issuer_from(settings: Settings, catalog: Catalog | None = None) -> Issuer:
 def build_worker(client: Client, task_queue: str, sessions: sessionmaker[Session], gateway: StripeGateway,
                  minimum_charge: int = DEFAULT_MINIMUM_CHARGE, tuning: WorkerTuning = WorkerTuning(),
                  issuer: Issuer | None = None, renderer: Callable[..., Any] | None = None) -> BillingWorker:
-    """`issuer` None: the one the environment's settings give (tests, benches). `renderer`: the
-    activity that draws e-invoices, when not ours (a test stands a failing one in)."""
-    records = RecordActivities(sessions, issuer or issuer_from(Settings()))
-    documents = DocumentActivities(sessions)
+    """The workers of `tuning.queues`. `issuer` None: the one the environment's settings give
+    (tests, benches). `renderer`: the activity that draws e-invoices, when not ours (a test
+    stands a failing one in)."""
+    workers: list[Worker] = []
     payments = PaymentActivities(sessions, gateway, minimum_charge)
-    dunning = DunningActivities(client, task_queue)
-    main = Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[SubscriptionWorkflow, InvoiceDunningWorkflow],
-        # charge_invoice stays here too: runs started before the payments queue charge here.
-        activities=[records.open_subscription, records.record_state, records.free_lines, records.close_period,
-                    records.issue_invoice, records.renew, records.mark_uncollectible, records.raise_alert,
-                    payments.charge_invoice, dunning.start_dunning],
-        # Activities are synchronous (SQLAlchemy, Stripe SDK): they run on these threads.
-        activity_executor=ThreadPoolExecutor(tuning.activity_threads),
-        max_concurrent_activities=tuning.activity_threads,
-        max_cached_workflows=tuning.max_cached_workflows,
-        # The sandbox still refuses non-deterministic calls at run time, but imports each module
-        # once per process instead of once per workflow run: measured, re-importing the workflow
-        # modules for every run (every renewal continues as new) was a quarter of the worker's time.
-        workflow_runner=SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
-        # On SIGTERM, activities in hand get this long to finish (compose waits 30 s) before they
-        # are cancelled; a charge cut short is resumed by another worker from its recorded attempt.
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-    )
-    charges = Worker(
-        client,
-        task_queue=payments_task_queue(task_queue),
-        activities=[payments.charge_invoice],
-        activity_executor=ThreadPoolExecutor(tuning.payment_threads),
-        max_concurrent_activities=tuning.payment_threads,
-        max_task_queue_activities_per_second=tuning.payments_per_second,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-    )
-    drawing = Worker(
-        client,
-        task_queue=documents_task_queue(task_queue),
-        activities=[renderer or documents.render_invoice_document],
-        activity_executor=ThreadPoolExecutor(tuning.document_threads),
-        max_concurrent_activities=tuning.document_threads,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-    )
-    return BillingWorker(main, charges, drawing)
+    if "subscriptions" in tuning.queues:
+        records = RecordActivities(sessions, issuer or issuer_from(Settings()))
+        dunning = DunningActivities(client, task_queue)
+        workers.append(Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[SubscriptionWorkflow, InvoiceDunningWorkflow],
+            # charge_invoice stays here too: runs started before the payments queue charge here.
+            activities=[records.open_subscription, records.record_state, records.free_lines, records.close_period,
+                        records.issue_invoice, records.renew, records.mark_uncollectible, records.raise_alert,
+                        payments.charge_invoice, dunning.start_dunning],
+            # Activities are synchronous (SQLAlchemy, Stripe SDK): they run on these threads.
+            activity_executor=ThreadPoolExecutor(tuning.activity_threads),
+            max_concurrent_activities=tuning.activity_threads,
+            max_cached_workflows=tuning.max_cached_workflows,
+            # The sandbox still refuses non-deterministic calls at run time, but imports each module
+            # once per process instead of once per workflow run: measured, re-importing the workflow
+            # modules for every run (every renewal continues as new) was a quarter of the worker's time.
+            workflow_runner=SandboxedWorkflowRunner(
+                restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
+            # On SIGTERM, activities in hand get this long to finish (compose waits 30 s) before they
+            # are cancelled; a charge cut short is resumed by another worker from its recorded attempt.
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        ))
+    if "payments" in tuning.queues:
+        workers.append(Worker(
+            client,
+            task_queue=payments_task_queue(task_queue),
+            activities=[payments.charge_invoice],
+            activity_executor=ThreadPoolExecutor(tuning.payment_threads),
+            max_concurrent_activities=tuning.payment_threads,
+            max_task_queue_activities_per_second=tuning.payments_per_second,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        ))
+    if "documents" in tuning.queues:
+        if renderer is None:
+            # Imported here: the drawing libraries (fpdf2, fontTools, pypdf, factur-x) cost about
+            # 40 MB of memory, which a worker that never draws (WORKER_QUEUES without documents)
+            # does not pay.
+            from activities.documents import DocumentActivities
+
+            renderer = DocumentActivities(sessions).render_invoice_document
+        workers.append(Worker(
+            client,
+            task_queue=documents_task_queue(task_queue),
+            activities=[renderer],
+            activity_executor=ThreadPoolExecutor(tuning.document_threads),
+            max_concurrent_activities=tuning.document_threads,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        ))
+    return BillingWorker(workers)
 
 
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9464"
+
+
+def missing_settings(settings: Settings) -> str | None:
+    """Why the production worker cannot start with these settings, in one sentence; None if it can.
+    Only what the queues it polls need: a documents-only worker draws from each invoice's
+    snapshot, without Stripe or our identity."""
+    queues = settings.worker_tuning().queues
+    charges = queues != ("documents",)  # the subscriptions queue charges too (runs from before issue 10)
+    if not (settings.database_url and settings.temporal_address
+            and (settings.stripe_api_key or settings.stripe_api_base or not charges)):
+        needs = "DATABASE_URL, TEMPORAL_ADDRESS and STRIPE_API_KEY (or STRIPE_API_BASE)" if charges else \
+            "DATABASE_URL and TEMPORAL_ADDRESS"
+        return f"the worker needs {needs}; `python -m starter run` starts an embedded stack instead"
+    if "subscriptions" in queues and not {"seller_name", "seller_siren", "seller_vat_number"} <= settings.model_fields_set:
+        return ("the worker needs our identity for the invoices: SELLER_NAME, SELLER_SIREN and "
+                "SELLER_VAT_NUMBER (and SELLER_ADDRESS_LINE1, …): the demo company is for `run` only")
+    return None
 
 
 async def main() -> None:
@@ -162,35 +193,33 @@ async def main() -> None:
 
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
-    if not (settings.database_url and settings.temporal_address and (settings.stripe_api_key or settings.stripe_api_base)):
-        raise SystemExit("worker.py needs DATABASE_URL, TEMPORAL_ADDRESS and STRIPE_API_KEY "
-                         "(or STRIPE_API_BASE); `python -m starter run` starts an embedded stack instead")
-    if not {"seller_name", "seller_siren", "seller_vat_number"} <= settings.model_fields_set:
-        raise SystemExit("worker.py needs our identity for the invoices: SELLER_NAME, SELLER_SIREN and "
-                         "SELLER_VAT_NUMBER (and SELLER_ADDRESS_LINE1, …): the demo company is for `run` only")
+    tuning = settings.worker_tuning()
+    if (missing := missing_settings(settings)) is not None:
+        raise SystemExit(missing)
+    assert settings.database_url and settings.temporal_address  # checked just above
     smtp = SmtpServer.from_url(settings.smtp_url) if settings.smtp_url else None
     metrics_address = settings.metrics_address or DEFAULT_METRICS_ADDRESS
     install_runtime(metrics_address)
     client = await connect(settings.temporal_address, settings.temporal_namespace)
     gateway = StripeGateway(settings.stripe_api_key or "sk_test_localstripe", settings.stripe_api_base)
-    tuning = settings.worker_tuning()
     sessions = make_session_factory(make_engine(settings.database_url, pool_size=tuning.database_connections,
                                                 max_overflow=4))
     log = logging.getLogger("worker")
-    log.info("worker polling %s on %s; metrics on http://%s/metrics", settings.task_queue, settings.temporal_address,
-             metrics_address)
+    log.info("worker polling %s (%s) on %s; metrics on http://%s/metrics", settings.task_queue,
+             ", ".join(tuning.queues), settings.temporal_address, metrics_address)
     mailer = None
-    if smtp is None:
+    if smtp is None and "subscriptions" in tuning.queues:
         log.warning("SMTP_URL is unset: notices stay in the outbox until a worker with SMTP_URL sends them")
-    else:
+    elif smtp is not None:
         log.info("sending e-mail through %s", smtp.describe())
         mailer = asyncio.create_task(dispatch_forever(MailDispatcher(sessions, smtp, settings.mail_from)))
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # `docker stop`: finish the tasks in hand, then leave
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
+        issuer = issuer_from(settings) if "subscriptions" in tuning.queues else None
         async with build_worker(client, settings.task_queue, sessions, gateway, settings.minimum_charge, tuning,
-                                issuer_from(settings)):
+                                issuer):
             await stop.wait()
             log.info("stopping: finishing the tasks in hand")
     finally:

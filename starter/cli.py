@@ -294,9 +294,8 @@ def run_worker(settings: Settings) -> int:
 
     import worker
 
-    if not (settings.database_url and settings.temporal_address and (settings.stripe_api_key or settings.stripe_api_base)):
-        print("the worker needs DATABASE_URL, TEMPORAL_ADDRESS and STRIPE_API_KEY (or STRIPE_API_BASE); "
-              "`python -m starter run` starts an embedded stack instead", file=sys.stderr)
+    if (missing := worker.missing_settings(settings)) is not None:
+        print(missing, file=sys.stderr)
         return 2
     asyncio.run(worker.main())
     return 0

@@ -60,6 +60,7 @@ INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]
 APP_COMMANDS = {
     "migrate": ["python", "-m", "starter", "migrate"],
     "worker": ["python", "-m", "starter", "worker"],
+    "documents-worker": ["python", "-m", "starter", "worker"],
     "api": ["python", "-m", "starter", "api"],
 }
 RUN_ONCE = "service_completed_successfully"
@@ -122,11 +123,12 @@ def test_docker_compose_accepts_the_file_and_resolves_it_as_intended(tmp_path: P
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)["services"]
     assert set(resolved) == {"postgres", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui",
-                             "migrate", "worker", "api"}
+                             "migrate", "worker", "documents-worker", "api"}
     published = {name: service["ports"] for name, service in resolved.items() if service.get("ports")}
     assert published == {"temporal": ["127.0.0.1:7233:7233/tcp"], "temporal-ui": ["127.0.0.1:8233:8080/tcp"],
                          "api": ["127.0.0.1:8080:8080/tcp"]}
     assert resolved["worker"]["deploy"]["replicas"] == 2
+    assert resolved["documents-worker"]["deploy"]["replicas"] == 1
     for name in APP_COMMANDS:
         assert resolved[name]["environment"]["DATABASE_URL"] == (
             "postgresql+psycopg://billing:dummy-password@postgres:5432/billing")
@@ -197,7 +199,7 @@ def test_the_one_shots_run_first_and_in_order() -> None:
     assert condition("temporal", "temporal-schema") == RUN_ONCE
     assert condition("temporal-namespace", "temporal") == "service_healthy"
     assert condition("migrate", "postgres") == "service_healthy"
-    for service in ("worker", "api"):
+    for service in ("worker", "documents-worker", "api"):
         assert condition(service, "migrate") == RUN_ONCE
         assert condition(service, "temporal-namespace") == RUN_ONCE
     for one_shot in ("temporal-schema", "temporal-namespace", "migrate"):
@@ -231,6 +233,12 @@ def test_migrate_worker_and_api_run_one_image_with_their_settings() -> None:
                                       "CITY", "COUNTRY", "EMAIL", "LEGAL_MENTIONS")}
     assert "ports" not in app["worker"]  # replicas: no fixed host port
     assert app["worker"]["deploy"]["replicas"] == "${WORKER_REPLICAS:-2}"
+    # E-invoices are drawn by workers of their own: the others never load the drawing libraries;
+    # those need no secret but the database's, and no seller identity (they draw from the snapshot).
+    documents = environment(app["documents-worker"])
+    assert (worker["WORKER_QUEUES"], documents["WORKER_QUEUES"]) == ("subscriptions,payments", "documents")
+    assert not {name for name in documents if SECRET_NAME.search(name) or name.startswith("SELLER_")} - {"DATABASE_URL"}
+    assert "ports" not in app["documents-worker"]
     assert (api["API_HOST"], api["API_PORT"]) == ("0.0.0.0", "8080")
     assert {"STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"} <= set(api)
     assert "http://127.0.0.1:8080/health" in " ".join(app["api"]["healthcheck"]["test"])
@@ -469,7 +477,7 @@ def image_commands() -> list[list[str]]:
 
 def test_every_command_of_the_image_runs_from_the_installed_wheel(image: Image) -> None:
     commands = image_commands()
-    assert sorted(commands) == sorted(APP_COMMANDS.values())
+    assert sorted(commands) == sorted({tuple(c): c for c in APP_COMMANDS.values()}.values())
     for command in commands:
         result = image.run([*command, "--help"])
         assert result.returncode == 0, f"{command}: {result.stderr}"

@@ -1,0 +1,105 @@
+"""Production draws e-invoices on workers of their own (`WORKER_QUEUES=documents`, compose's
+documents-worker): the subscription workers bill and charge without drawing, and a real
+`python -m starter worker` that polls only the documents queue, with neither Stripe nor our
+identity in its environment, draws what they issued. Real dev server, PostgreSQL, localstripe."""
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import select
+
+from adapters.stripe_gateway import StripeGateway
+from billing.catalog import parse_catalog
+from billing.intervals import Line
+from contracts.subscription import Payer
+from embedded.processes import free_port
+from settings import PROJECT_ROOT
+from starter.service import SubscriptionService, workflow_id
+from starter.simulate import SimulationParts
+from store.db import make_engine, make_session_factory
+from store.models import Client, Firm, Invoice, InvoiceDocument
+from worker import WorkerTuning, build_worker, connect
+
+CATALOG = parse_catalog([
+    {"code": "essentiel", "product": "einvoicing", "name": "Essentiel",
+     "prices": {"monthly": 1900, "annual": 19000}, "quota": {"monthly": 50, "annual": 600}, "overage": 25},
+])
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.2)
+
+
+def documents_worker(database_url: str, temporal_address: str, queue: str, log: Path) -> subprocess.Popen[bytes]:
+    """`python -m starter worker` as compose's documents-worker runs it: no Stripe, no SMTP, no seller."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("STRIPE_", "SELLER_", "SMTP_", "WORKER_QUEUES"))}
+    env.update(DATABASE_URL=database_url, TEMPORAL_ADDRESS=temporal_address, TASK_QUEUE=queue,
+               WORKER_QUEUES="documents", METRICS_ADDRESS=f"127.0.0.1:{free_port()}", LOG_FORMAT="text")
+    return subprocess.Popen([sys.executable, "-m", "starter", "worker"], cwd=PROJECT_ROOT, env=env,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def test_subscription_workers_bill_and_charge_and_a_documents_only_worker_draws_the_e_invoice(
+    simulation_parts: SimulationParts, dev_server: object, database_url: str, tmp_path: Path,
+) -> None:
+    address = dev_server.address  # type: ignore[attr-defined]
+    client_id = f"cli-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        queue = f"queues-{uuid.uuid4().hex[:8]}"
+        sessions = make_session_factory(make_engine(database_url))
+        gateway = StripeGateway(simulation_parts.stripe_api_key, simulation_parts.stripe_api_base)
+        temporal = await connect(address)
+        service = SubscriptionService(temporal, sessions, CATALOG, gateway, queue)
+        with sessions.begin() as session:
+            session.add(Firm(id="cab-1", name="Cabinet Dupont"))
+            session.flush()
+            session.add(Client(id=client_id, name="Boulangerie Martin", firm_id="cab-1"))
+        await service.register_card(payer=Payer(kind="firm", id="cab-1"), card="4242424242424242")
+
+        def paid() -> bool:
+            with sessions() as session:
+                return session.scalars(select(Invoice.status)).all() == ["paid"]
+
+        def drawn() -> list[int]:
+            with sessions() as session:
+                return list(session.scalars(select(InvoiceDocument.invoice_id)))
+
+        billing_only = replace(WorkerTuning(), payments_per_second=1000.0, queues=("subscriptions", "payments"))
+        drawer = None
+        try:
+            async with build_worker(temporal, queue, sessions, gateway, tuning=billing_only):
+                await service.subscribe(client_id=client_id, plan_code="essentiel", interval="monthly",
+                                        payer_kind="firm")
+                await wait_until(paid)  # billed and charged with no documents worker at all
+                assert drawn() == []
+                drawer = documents_worker(database_url, address, queue, tmp_path / "documents-worker.log")
+                await wait_until(lambda: len(drawn()) == 1 or drawer.poll() is not None)
+                assert drawer.poll() is None, (tmp_path / "documents-worker.log").read_text()
+            with sessions() as session:
+                invoice = session.scalars(select(Invoice)).one()
+                document = session.get_one(InvoiceDocument, invoice.id)
+            assert document.pdf.startswith(b"%PDF-") and b"CrossIndustryInvoice" in document.xml
+            drawer.send_signal(signal.SIGTERM)  # as `docker stop`: it stops cleanly
+            assert drawer.wait(30) == 0, (tmp_path / "documents-worker.log").read_text()
+        finally:
+            with suppress(Exception):
+                await temporal.get_workflow_handle(workflow_id(client_id, Line.EINVOICING)).terminate("test over")
+            if drawer is not None and drawer.poll() is None:
+                drawer.kill()
+                drawer.wait()
+
+    asyncio.run(main())
