@@ -59,7 +59,7 @@ class Settings(BaseSettings):
 
     # The worker (worker.WorkerTuning; docs/scaling.md): charges per second over every worker
     # of the payments queue, and the threads, connections and cache of each worker.
-    payments_per_second: float = Field(default=8.0, gt=0)
+    payments_per_second: float = Field(default=20.0, gt=0)
     activity_threads: int = Field(default=16, ge=1)
     payment_threads: int = Field(default=8, ge=1)
     document_threads: int = Field(default=2, ge=1)  # e-invoices drawn at once (issue 11)

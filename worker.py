@@ -39,9 +39,9 @@ class WorkerTuning:
     document_threads: e-invoices drawn at once (issue 11), on their own task queue;
     payments_per_second: charges started per second across ALL workers of the payments queue
       (the server enforces it). Stripe allows 100 requests a second in live mode and 25 a second
-      on any one endpoint; a charge makes one create, one confirm and one read of the intent,
-      and each webhook event one more read (docs/scaling.md): 8 charges/s keeps the read
-      endpoint at 24/s with webhooks on;
+      on any one endpoint; a first charge makes one create and one confirm, and the webhook
+      reads the intent only if the charge has not recorded it as paid first (docs/scaling.md
+      §3): 20 charges/s keeps each endpoint at 20/s at most, and all of them under 60/s;
     max_cached_workflows: subscription workflows kept in memory (sticky): a renewal storm of
       more than this replays histories from the server instead. Measured (bench/renewal_storm.py,
       10,001 live subscriptions): RSS 253.0 MB at 1,000, 357.0 MB at 2,000, before e-invoices;
@@ -51,7 +51,7 @@ class WorkerTuning:
     activity_threads: int = 16
     payment_threads: int = 8
     document_threads: int = 2  # e-invoices drawn at once (CPU: ~0.1 s each; more workers, not threads)
-    payments_per_second: float = 8.0
+    payments_per_second: float = 20.0
     max_cached_workflows: int = 1000
     queues: tuple[Queue, ...] = QUEUES
 

@@ -54,11 +54,9 @@ class PaymentActivities:
         return outcome
 
     def _charge(self, request: ChargeInvoice, key: str) -> ChargeOutcome:
-        if not self._attempt_exists(key):
-            self._release_abandoned_authentications(request.invoice_id)
-            earlier = self._settle_earlier_authentications(request.invoice_id)
-            if earlier is not None:
-                return earlier
+        earlier = self._before_a_new_attempt(request.invoice_id, key)
+        if earlier is not None:
+            return earlier
         with self._sessions.begin() as session:
             opened = self._open_attempt(session, request, key)
             if isinstance(opened, ChargeOutcome):
@@ -74,6 +72,7 @@ class PaymentActivities:
             attempt_id, intent_id, amount = attempt.id, attempt.stripe_payment_intent_id, attempt.amount
             customer_id, method = customer.stripe_customer_id, customer.default_payment_method
 
+        ours = False  # created by this execution: unconfirmed, no need to read it back first
         if intent_id is None:
             activity.heartbeat("creating the payment intent")
             created = self._gateway.create_intent(
@@ -81,16 +80,35 @@ class PaymentActivities:
                 invoice_id=request.invoice_id, idempotency_key=key,
             )
             intent_id = self._store_intent(attempt_id, created)
-            if intent_id != created:  # a concurrent execution stored its own first: ours never runs
+            ours = intent_id == created
+            if not ours:  # a concurrent execution stored its own first: ours never runs
                 self._gateway.cancel_intent(created)
 
         activity.heartbeat(f"confirming {intent_id}")
-        view = self._gateway.retrieve_intent(intent_id)
-        if view.status == "requires_confirmation":
-            view = self._gateway.confirm_intent(intent_id)
+        view = self._confirm_new(intent_id) if ours else self._confirm_stored(intent_id)
         with self._sessions.begin() as session:
             attempt = session.get_one(PaymentAttempt, attempt_id, with_for_update=True)
             return self._settle(session, attempt, request, view)
+
+    def _confirm_new(self, intent_id: str) -> IntentView:
+        """Confirm the intent this execution created, without reading it back first (one Stripe
+        request fewer a charge: docs/scaling.md §3). Should an execution that outlived its
+        timeout have confirmed it meanwhile, Stripe refuses a second confirm: read what it did."""
+        try:
+            return self._gateway.confirm_intent(intent_id)
+        except RequestRefused:
+            view = self._gateway.retrieve_intent(intent_id)
+            if view.status == "requires_confirmation":
+                raise
+            return view
+
+    def _confirm_stored(self, intent_id: str) -> IntentView:
+        """An intent an earlier execution stored (it may have confirmed it before dying): read
+        it, and confirm it only if nobody did."""
+        view = self._gateway.retrieve_intent(intent_id)
+        if view.status == "requires_confirmation":
+            view = self._gateway.confirm_intent(intent_id)
+        return view
 
     def _open_attempt(self, session: Session, request: ChargeInvoice, key: str) -> PaymentAttempt | ChargeOutcome:
         """The attempt for `key`, recorded with what it collects; or why nothing is charged."""
@@ -132,12 +150,19 @@ class PaymentActivities:
         session.flush()
         return attempt
 
-    def _release_abandoned_authentications(self, invoice_id: int) -> None:
-        """R16 with 3-D Secure: the payer's waiting invoices held by an attempt that waits for
-        authentication, whose own invoice will never be tried again (written off, or paid
-        another way), are freed for this charge: that intent is cancelled first (or, if the
-        payer authenticated it meanwhile, recorded as the payment it is)."""
+    def _before_a_new_attempt(self, invoice_id: int, key: str) -> ChargeOutcome | None:
+        """Before the first execution of an attempt (one read, then Stripe only if needed):
+
+        - R16 with 3-D Secure: the payer's waiting invoices held by an attempt that waits for
+          authentication, whose own invoice will never be tried again (written off, or paid
+          another way), are freed for this charge: that intent is cancelled first (or, if the
+          payer authenticated it meanwhile, recorded as the payment it is);
+        - an earlier attempt of this invoice still waiting for 3-D Secure is cancelled, so the
+          payer authenticating it later cannot charge the invoice a second time; one the payer
+          already authenticated pays the invoice (PAID returned: no new attempt is made)."""
         with self._sessions() as session:
+            if session.scalar(select(PaymentAttempt.id).where(PaymentAttempt.idempotency_key == key)) is not None:
+                return None  # a retry: the attempt is recorded, _open_attempt resumes it
             invoice = session.get_one(Invoice, invoice_id)
             abandoned = session.execute(
                 select(PaymentAttempt.id, PaymentAttempt.stripe_payment_intent_id)
@@ -148,7 +173,16 @@ class PaymentActivities:
                            Invoice.payer_kind == invoice.payer_kind, Invoice.payer_id == invoice.payer_id,
                            Invoice.status == InvoiceStatus.OPEN, Invoice.waiting_since.is_not(None))))
             ).all()
+            waiting = session.execute(
+                select(PaymentAttempt.id, PaymentAttempt.stripe_payment_intent_id)
+                .join(PaymentAttemptInvoice, PaymentAttemptInvoice.attempt_id == PaymentAttempt.id)
+                .where(PaymentAttemptInvoice.invoice_id == invoice_id,
+                       PaymentAttempt.status == AttemptStatus.REQUIRES_ACTION)
+            ).all()
         self._cancel_or_record(abandoned)
+        handled = {attempt_id for attempt_id, _ in abandoned}  # one may hold this invoice too: done above
+        waiting = [row for row in waiting if row[0] not in handled]
+        return ChargeOutcome(status=ChargeResult.PAID) if self._cancel_or_record(waiting) else None
 
     def _cancel_or_record(self, attempts: Sequence[Row[int, str | None]]) -> bool:
         """Cancel each attempt's intent that waits for 3-D Secure; True if one had succeeded."""
@@ -164,23 +198,6 @@ class PaymentActivities:
                     end_attempt(session, attempt, AttemptStatus.CANCELED, "superseded",
                                 "cancelled before a new attempt: the payer never authenticated it")
         return paid
-
-    def _settle_earlier_authentications(self, invoice_id: int) -> ChargeOutcome | None:
-        """Before a new attempt: an earlier one still waiting for 3-D Secure is cancelled, so
-        the payer authenticating it later cannot charge the invoice a second time; one the
-        payer already authenticated pays the invoice, and no new attempt is made."""
-        with self._sessions() as session:
-            waiting = session.execute(
-                select(PaymentAttempt.id, PaymentAttempt.stripe_payment_intent_id)
-                .join(PaymentAttemptInvoice, PaymentAttemptInvoice.attempt_id == PaymentAttempt.id)
-                .where(PaymentAttemptInvoice.invoice_id == invoice_id,
-                       PaymentAttempt.status == AttemptStatus.REQUIRES_ACTION)
-            ).all()
-        return ChargeOutcome(status=ChargeResult.PAID) if self._cancel_or_record(waiting) else None
-
-    def _attempt_exists(self, key: str) -> bool:
-        with self._sessions() as session:
-            return session.scalar(select(PaymentAttempt.id).where(PaymentAttempt.idempotency_key == key)) is not None
 
     def _store_intent(self, attempt_id: int, intent_id: str) -> str:
         """Store the intent's id unless one is stored already; return the one that counts."""

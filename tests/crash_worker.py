@@ -37,11 +37,8 @@ class CrashingGateway(StripeGateway):
         self._maybe_die("after_create")
         return intent_id
 
-    def retrieve_intent(self, intent_id: str) -> IntentView:
-        self._maybe_die("after_store")  # the activity reads the intent right after storing its id
-        return super().retrieve_intent(intent_id)
-
     def confirm_intent(self, intent_id: str) -> IntentView:
+        self._maybe_die("after_store")  # the activity confirms right after storing the intent's id
         view = super().confirm_intent(intent_id)
         self._maybe_die("after_confirm")
         return view

@@ -110,3 +110,36 @@ def test_events_for_payments_that_are_not_ours_are_ignored(
     api = TestClient(create_app(session_factory, gateway, SECRET))
     payload, headers = signed(event(foreign))
     assert api.post("/stripe/webhook", content=payload, headers=headers).json()["status"] == "ignored"
+
+
+class CountingGateway(StripeGateway):
+    """Our gateway to the real localstripe, counting the reads the webhook makes."""
+
+    reads = 0
+
+    def retrieve_intent(self, intent_id: str):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super().retrieve_intent(intent_id)
+
+
+def test_the_webhook_reads_stripe_only_when_an_event_may_change_our_records(
+    session_factory: sessionmaker[Session], pending_charge: tuple[StripeGateway, int, str], localstripe: Any
+) -> None:
+    """docs/scaling.md §3: on renewal day every read counts against Stripe's limit."""
+    real, invoice_id, intent = pending_charge
+    gateway = CountingGateway(LOCALSTRIPE_KEY, localstripe.api_base)
+    api = TestClient(create_app(session_factory, gateway, SECRET))
+
+    def post(kind: str, intent_id: str = intent) -> dict[str, Any]:
+        payload, headers = signed(event(intent_id, kind))
+        answer = api.post("/stripe/webhook", content=payload, headers=headers)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    assert post("created")["status"] == "ignored" and gateway.reads == 0  # settles nothing
+    assert post("succeeded", "pi_not_ours")["status"] == "ignored" and gateway.reads == 0
+    assert post("succeeded")["status"] == "pending" and gateway.reads == 1  # in flight: Stripe is asked
+    real.confirm_intent(intent)
+    assert post("succeeded")["status"] == "newly_paid" and gateway.reads == 2
+    assert post("succeeded") == {"status": "paid", "invoice": "F-00000001"} and gateway.reads == 2  # final
+    assert statuses(session_factory, invoice_id) == ("paid", "succeeded")
