@@ -11,7 +11,8 @@ Both EXCLUDE server start and database set-up: the figure is timed from the part
 to the report (`Simulation.run`), after the database was created and migrated, the
 time-skipping server started and the worker polling; the baseline from the first workflow's
 start to the last one's result, after its server and worker started. Both workers run in this
-process.
+process; the simulation's e-invoices are drawn by a documents worker in a process of its own,
+as `python -m starter simulate` and production (docker-compose.yml) draw them.
 
     python bench/simulate_year.py      prints a JSON line last: figure, baseline, ratio, unit
 """
@@ -82,7 +83,8 @@ async def figure(parts: Any) -> tuple[float, dict[str, Any]]:
     from starter.simulate import simulation
 
     model = Scenario.model_validate(scenario())
-    async with simulation(load_catalog(DEFAULT_CATALOG_PATH), parts, first_date=model.first_date) as sim:
+    async with simulation(load_catalog(DEFAULT_CATALOG_PATH), parts, first_date=model.first_date,
+                          drawing_apart=True) as sim:
         started = time.perf_counter()
         report = await sim.run(model)
         return time.perf_counter() - started, report

@@ -6,13 +6,18 @@ read back from the system of record. See starter/scenario.py for the format.
 """
 import asyncio
 import logging
+import os
 import re
+import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from itertools import groupby
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -34,8 +39,9 @@ from billing.rules import Refused
 from contracts import search_attributes as sa
 from contracts.subscription import Payer
 from embedded.postgres import create_database, database_url, drop_database
+from embedded.processes import free_port
 from observability.metrics import install_runtime
-from settings import Settings
+from settings import PROJECT_ROOT, Settings
 from starter.concurrently import all_or_cancel
 from starter.report import build_report
 from starter.scenario import Scenario, ScenarioClient, ScenarioFirm, Step, shift, shift_years
@@ -72,20 +78,54 @@ class SimulationParts:
 
 
 async def simulate(scenario: Scenario, parts: SimulationParts,
-                   histories: list[WorkflowHistory] | None = None) -> dict[str, Any]:
-    """Run every step, then report as of `until`; `histories` collects every workflow run."""
+                   histories: list[WorkflowHistory] | None = None, *, drawing_apart: bool = False) -> dict[str, Any]:
+    """Run every step, then report as of `until`; `histories` collects every workflow run.
+    `drawing_apart`: see `simulation`."""
     catalog = parse_catalog(scenario.catalog) if scenario.catalog is not None else load_catalog(DEFAULT_CATALOG_PATH)
-    async with simulation(catalog, parts, first_date=scenario.first_date) as sim:
+    async with simulation(catalog, parts, first_date=scenario.first_date, drawing_apart=drawing_apart) as sim:
         return await sim.run(scenario, histories)
+
+
+def documents_worker_process(database_url: str, temporal_address: str, namespace: str, task_queue: str,
+                             log: Path) -> subprocess.Popen[bytes]:
+    """`python -m starter worker` polling only the documents queue, as compose's documents-worker
+    runs: the database and Temporal, no Stripe, no SMTP, no seller identity."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("STRIPE_", "SELLER_", "SMTP_", "WORKER_QUEUES", "METRICS_"))}
+    env.update(DATABASE_URL=database_url, TEMPORAL_ADDRESS=temporal_address, TEMPORAL_NAMESPACE=namespace,
+               TASK_QUEUE=task_queue, WORKER_QUEUES="documents", METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
+               LOG_FORMAT="text", LOG_LEVEL="WARNING")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "starter", "worker"], cwd=PROJECT_ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+@contextmanager
+def documents_worker(database_url: str, temporal_address: str, namespace: str, task_queue: str,
+                     log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    process = documents_worker_process(database_url, temporal_address, namespace, task_queue, log)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)  # finishes what it has in hand, then leaves
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @asynccontextmanager
 async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: date,
                      task_queue: str | None = None, worker: bool = True,
-                     metrics_address: str | None = None) -> AsyncIterator["Simulation"]:
+                     metrics_address: str | None = None, drawing_apart: bool = False) -> AsyncIterator["Simulation"]:
     """A fresh database, a time-skipping server and (unless `worker` is False: the caller runs
     its own, on `task_queue`) a worker; dates are the scenario's own. With `metrics_address`,
-    the worker's Prometheus endpoint listens there, as in production."""
+    the worker's Prometheus endpoint listens there, as in production. With `drawing_apart`, the
+    e-invoices are drawn by a worker process of their own, as production's documents-worker
+    (measured: drawing was half of the simulation's GIL time, with one core idle); the tests
+    keep them in this process, which starts faster."""
     name = f"simulation_{uuid.uuid4().hex[:12]}"
     create_database(parts.postgres_admin_url, name, template=parts.template_database)
     url = database_url(parts.postgres_admin_url, name)
@@ -114,9 +154,18 @@ async def simulation(catalog: Catalog, parts: SimulationParts, *, first_date: da
             if not worker:
                 yield sim
                 return
-            async with build_worker(env.client, task_queue, sessions, gateway, tuning=tuning,
-                                    issuer=issuer_from(Settings(), catalog)):
-                yield sim
+            if not drawing_apart:
+                async with build_worker(env.client, task_queue, sessions, gateway, tuning=tuning,
+                                        issuer=issuer_from(Settings(), catalog)):
+                    yield sim
+                return
+            log = Settings().data_dir / "logs" / f"documents-worker-{task_queue}.log"
+            with documents_worker(url, env.client.service_client.config.target_host, env.client.namespace,
+                                  task_queue, log):
+                async with build_worker(env.client, task_queue, sessions, gateway,
+                                        tuning=replace(tuning, queues=("subscriptions", "payments")),
+                                        issuer=issuer_from(Settings(), catalog)):
+                    yield sim
     finally:
         engine.dispose()
         drop_database(parts.postgres_admin_url, name)

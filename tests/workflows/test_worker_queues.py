@@ -3,15 +3,13 @@ documents-worker): the subscription workers bill and charge without drawing, and
 `python -m starter worker` that polls only the documents queue, with neither Stripe nor our
 identity in its environment, draws what they issued. Real dev server, PostgreSQL, localstripe."""
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import select
@@ -20,10 +18,10 @@ from adapters.stripe_gateway import StripeGateway
 from billing.catalog import parse_catalog
 from billing.intervals import Line
 from contracts.subscription import Payer
-from embedded.processes import free_port
-from settings import PROJECT_ROOT
+from settings import Settings
+from starter.scenario import ScenarioClient, ScenarioFirm
 from starter.service import SubscriptionService, workflow_id
-from starter.simulate import SimulationParts
+from starter.simulate import SimulationParts, documents_worker_process, simulation
 from store.db import make_engine, make_session_factory
 from store.models import Client, Firm, Invoice, InvoiceDocument
 from worker import WorkerTuning, build_worker, connect
@@ -40,16 +38,6 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> N
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(0.2)
-
-
-def documents_worker(database_url: str, temporal_address: str, queue: str, log: Path) -> subprocess.Popen[bytes]:
-    """`python -m starter worker` as compose's documents-worker runs it: no Stripe, no SMTP, no seller."""
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("STRIPE_", "SELLER_", "SMTP_", "WORKER_QUEUES"))}
-    env.update(DATABASE_URL=database_url, TEMPORAL_ADDRESS=temporal_address, TASK_QUEUE=queue,
-               WORKER_QUEUES="documents", METRICS_ADDRESS=f"127.0.0.1:{free_port()}", LOG_FORMAT="text")
-    return subprocess.Popen([sys.executable, "-m", "starter", "worker"], cwd=PROJECT_ROOT, env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
 def test_subscription_workers_bill_and_charge_and_a_documents_only_worker_draws_the_e_invoice(
@@ -86,7 +74,8 @@ def test_subscription_workers_bill_and_charge_and_a_documents_only_worker_draws_
                                         payer_kind="firm")
                 await wait_until(paid)  # billed and charged with no documents worker at all
                 assert drawn() == []
-                drawer = documents_worker(database_url, address, queue, tmp_path / "documents-worker.log")
+                drawer = documents_worker_process(database_url, address, "default", queue,
+                                                  tmp_path / "documents-worker.log")
                 await wait_until(lambda: len(drawn()) == 1 or drawer.poll() is not None)
                 assert drawer.poll() is None, (tmp_path / "documents-worker.log").read_text()
             with sessions() as session:
@@ -101,5 +90,29 @@ def test_subscription_workers_bill_and_charge_and_a_documents_only_worker_draws_
             if drawer is not None and drawer.poll() is None:
                 drawer.kill()
                 drawer.wait()
+
+    asyncio.run(main())
+
+
+def test_a_simulation_drawing_apart_draws_every_invoice_in_its_documents_process(
+    simulation_parts: SimulationParts,
+) -> None:
+    """`python -m starter simulate` and bench/simulate_year.py draw in a process of their own."""
+    async def main() -> None:
+        queue = f"apart-{uuid.uuid4().hex[:8]}"
+        log = Settings().data_dir / "logs" / f"documents-worker-{queue}.log"
+        async with simulation(CATALOG, simulation_parts, first_date=date(2025, 9, 1), task_queue=queue,
+                              drawing_apart=True) as sim:
+            await sim.add_parties([ScenarioFirm(id="cab-1", name="Cabinet Dupont", card="4242424242424242")],
+                                  [ScenarioClient(id="cli-1", name="Boulangerie Martin", firm="cab-1")])
+            await sim.advance_to(date(2025, 9, 1))
+            await sim.service.subscribe(client_id="cli-1", plan_code="essentiel", interval="monthly",
+                                        payer_kind="firm")
+            await sim.advance_to(date(2025, 10, 2))  # the renewal
+            await sim.wait_for_documents()
+            with sim.sessions() as session:
+                drawn = session.scalars(select(InvoiceDocument.invoice_id).order_by(InvoiceDocument.invoice_id)).all()
+            assert drawn == [1, 2]  # this process's worker polls no documents queue: the other one drew them
+            assert log.exists()
 
     asyncio.run(main())
