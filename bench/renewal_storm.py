@@ -1,8 +1,9 @@
 """Renewal day: how fast do subscriptions whose periods end today renew, invoice issued and charged?
 
 Figure: N subscriptions imported with a period ending today (a firm migrating on the 1st), on
-the Temporal dev server, PostgreSQL and localstripe, our worker in its own process
-(`python -m starter worker`, as in production). Timed from the first import to the last
+the Temporal dev server, PostgreSQL and localstripe, our workers in their own processes
+(`python -m starter worker`, as compose runs them: one for subscriptions and payments, one for
+documents). Timed from the first import to the last
 renewal invoice paid: each subscription opens (no invoice: the old tool billed its period),
 renews at once (close, record, invoice: one activity), and is charged on the payments queue.
 Baseline, same run, same server: N bare workflows that each run one no-op activity, started
@@ -63,10 +64,13 @@ class Parts:
 
 
 class WorkerProcess:
-    """Our worker, as production runs it, in its own process; killed and replaced on demand."""
+    """Our worker, as production runs it, in its own process; killed and replaced on demand.
+    `queues`: its WORKER_QUEUES (compose: subscriptions,payments on `worker`, documents on
+    `documents-worker`)."""
 
-    def __init__(self, parts: Parts) -> None:
+    def __init__(self, parts: Parts, queues: str) -> None:
         self.parts = parts
+        self.queues = queues
         self.process: subprocess.Popen[bytes] | None = None
         self.kills = 0
 
@@ -78,12 +82,12 @@ class WorkerProcess:
                "TASK_QUEUE": self.parts.task_queue, "METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
                "LOG_FORMAT": "text", "LOG_LEVEL": "WARNING",
                # localstripe has no rate limit: the storm measures our code and the engine, not
-               # production's Stripe budget (PAYMENTS_PER_SECOND, 8 by default; --payments-per-second)
-               "PAYMENTS_PER_SECOND": str(self.parts.payments_per_second)}
+               # production's Stripe budget (PAYMENTS_PER_SECOND, 20 by default; --payments-per-second)
+               "PAYMENTS_PER_SECOND": str(self.parts.payments_per_second), "WORKER_QUEUES": self.queues}
         env.pop("SMTP_URL", None)
         # Production's worker refuses to issue invoices as the demo company: a bench identity.
         env.update(SELLER_NAME="Banc d'essai SAS", SELLER_SIREN="900000076", SELLER_VAT_NUMBER="FR02900000076")
-        log = open(self.parts.logs / f"worker-{self.kills}.log", "wb")  # noqa: SIM115 (the child keeps it)
+        log = open(self.parts.logs / f"worker-{self.queues.split(',')[0]}-{self.kills}.log", "wb")  # noqa: SIM115 (the child keeps it)
         self.process = subprocess.Popen([sys.executable, "-m", "starter", "worker"], cwd=ROOT, env=env,
                                         stdout=log, stderr=subprocess.STDOUT)
 
@@ -110,6 +114,50 @@ class WorkerProcess:
                 self.process.kill()
 
 
+class CpuMeter:
+    """CPU seconds (user + system, from /proc) each process group spent between `start` and
+    `stop`: where a storm's CPU goes, per renewal, against the baseline's per workflow. On a
+    machine whose cores are all busy, the ratio of figure to baseline is about the ratio of
+    these totals."""
+
+    def __init__(self, groups: Callable[[], dict[int, str]]) -> None:
+        self.groups = groups  # pid -> group name, read at each reading (workers are replaced)
+        self.first: dict[int, float] = {}
+
+    @staticmethod
+    def _seconds(pid: int) -> float | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def start(self) -> None:
+        self.first = {pid: seconds for pid in self.groups() if (seconds := self._seconds(pid)) is not None}
+
+    def stop(self, per: int) -> dict[str, float]:
+        """Milliseconds of CPU per unit (renewal, workflow), by group. A process that ended in
+        between (a killed worker) is not counted: a floor."""
+        spent: dict[str, float] = {}
+        for pid, group in self.groups().items():
+            if (seconds := self._seconds(pid)) is not None:
+                spent[group] = spent.get(group, 0.0) + seconds - self.first.get(pid, 0.0)
+        return {group: round(1000 * seconds / per, 1) for group, seconds in sorted(spent.items())}
+
+
+def postgres_pids() -> list[int]:
+    """The embedded PostgreSQL's processes (postmaster and backends)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
 async def gather_bounded(jobs: list[Callable[[], Awaitable[Any]]], limit: int = CONCURRENCY) -> list[Any]:
     gate = asyncio.Semaphore(limit)
 
@@ -119,8 +167,9 @@ async def gather_bounded(jobs: list[Callable[[], Awaitable[Any]]], limit: int = 
     return await asyncio.gather(*(one(job) for job in jobs))
 
 
-async def baseline(address: str, count: int, logs: Path) -> float:
-    """Bare workflows with one no-op activity each, per second, start to completion."""
+async def baseline(address: str, count: int, logs: Path, server_pid: int) -> tuple[float, dict[str, float]]:
+    """Bare workflows with one no-op activity each, per second, start to completion; and the
+    CPU they took, per workflow."""
     from bare_workflow import BareOnce
     from temporalio.client import Client
 
@@ -130,11 +179,13 @@ async def baseline(address: str, count: int, logs: Path) -> float:
     try:
         client = await Client.connect(address)
         await client.execute_workflow(BareOnce.run, -1, id=f"warm-{queue}", task_queue=queue)  # worker is up
+        meter = CpuMeter(lambda: {server_pid: "temporal", worker.pid: "worker", os.getpid(): "bench"})
+        meter.start()
         started = time.perf_counter()
         await gather_bounded([
             (lambda i=i: client.execute_workflow(BareOnce.run, i, id=f"{queue}-{i}", task_queue=queue))
             for i in range(count)])
-        return count / (time.perf_counter() - started)
+        return count / (time.perf_counter() - started), meter.stop(count)
     finally:
         worker.terminate()
         worker.wait()
@@ -157,6 +208,26 @@ def renewals_paid(sessions: "sessionmaker[Session]", today: date) -> int:
     with sessions() as session:
         return session.scalar(select(func.count()).select_from(Invoice).where(
             Invoice.issued_on == today, Invoice.status == "paid", Invoice.idempotency_key.like("%:fee:%"))) or 0
+
+
+def stripe_requests_per_charge(logs: Path, charges: int) -> dict[str, float]:
+    """PaymentIntent requests a charge made, read from localstripe's access log (docs/scaling.md
+    §3: Stripe's limits are per request, 25/s on an endpoint, 100/s in all)."""
+    import re
+
+    kinds = {"create": re.compile(r'"POST /v1/payment_intents HTTP'),
+             "read": re.compile(r'"GET /v1/payment_intents/pi_\w+ HTTP'),
+             "confirm": re.compile(r'"POST /v1/payment_intents/pi_\w+/confirm HTTP')}
+    text_ = (logs / "localstripe.log").read_text(errors="replace")
+    return {kind: round(len(pattern.findall(text_)) / charges, 3) for kind, pattern in kinds.items()}
+
+
+def documents_drawn(sessions: "sessionmaker[Session]") -> int:
+    """E-invoices drawn by the documents worker when the figure is read: drawing lags behind
+    billing on renewal day (it is off the path the figure measures, and on a CPU of its own in
+    production)."""
+    with sessions() as session:
+        return session.scalar(text("select count(*) from invoice_documents")) or 0
 
 
 def stages(sessions: "sessionmaker[Session]", today: date) -> dict[str, list[float]]:
@@ -201,7 +272,8 @@ def checks(sessions: "sessionmaker[Session]", gateway: Any, today: date, storm: 
     }
 
 
-async def storm_and_live(parts: Parts, storm: int, live: int, kills: int) -> dict[str, Any]:
+async def storm_and_live(parts: Parts, storm: int, live: int, kills: int,
+                         others: dict[int, str]) -> dict[str, Any]:
     from adapters.stripe_gateway import StripeGateway
     from billing.catalog import DEFAULT_CATALOG_PATH, load_catalog
     from billing.periods import add_months, paris_date
@@ -219,8 +291,10 @@ async def storm_and_live(parts: Parts, storm: int, live: int, kills: int) -> dic
     seed_parties(sessions, storm, 0)
     for f in range(FIRMS):
         await service.register_card(payer=Payer(kind="firm", id=f"cab-{f}"), card="4242424242424242")
-    worker = WorkerProcess(parts)
+    worker = WorkerProcess(parts, "subscriptions,payments")
+    drawer = WorkerProcess(parts, "documents")
     worker.start()
+    drawer.start()
     try:
         today = paris_date(utc_now())
 
@@ -236,6 +310,15 @@ async def storm_and_live(parts: Parts, storm: int, live: int, kills: int) -> dic
         # The worker polls before the clock starts: one subscription that renews next month.
         seed_parties(sessions, 1, storm + live)
         await importer(storm + live, today, add_months(today, 1))()
+        def groups() -> dict[int, str]:
+            pids = {**others, os.getpid(): "bench", **dict.fromkeys(postgres_pids(), "postgres")}
+            for process, name in ((worker.process, "worker"), (drawer.process, "documents_worker")):
+                if process is not None:
+                    pids[process.pid] = name
+            return pids
+
+        meter = CpuMeter(groups)
+        meter.start()
         started = time.perf_counter()
         importing = asyncio.create_task(gather_bounded(
             [importer(i, add_months(today, -1), today) for i in range(storm)]))
@@ -251,9 +334,10 @@ async def storm_and_live(parts: Parts, storm: int, live: int, kills: int) -> dic
                 raise TimeoutError(f"{paid} of {storm} renewals paid after 30 minutes")
             await asyncio.sleep(0.5)
         elapsed = time.perf_counter() - started
+        cpu = meter.stop(storm)
         await importing
         result: dict[str, Any] = {"renewals": storm, "seconds": round(elapsed, 2), "kills": worker.kills,
-                                  "stages": stages(sessions, today),
+                                  "stages": stages(sessions, today), "cpu_ms_per_renewal": cpu,
                                   "checks": checks(sessions, gateway, today, storm)}
         if live:
             seed_parties(sessions, live, storm)
@@ -263,9 +347,13 @@ async def storm_and_live(parts: Parts, storm: int, live: int, kills: int) -> dic
             result["live_subscriptions"] = storm + live + 1
             result["live_import_per_second"] = round(live / (time.perf_counter() - live_started), 1)
             result["worker_rss_mb"] = round(worker.rss_mb(), 1)
+            result["documents_worker_rss_mb"] = round(drawer.rss_mb(), 1)
+        result["documents_drawn"] = documents_drawn(sessions)
+        result["stripe_requests_per_charge"] = stripe_requests_per_charge(parts.logs, storm)
         return result
     finally:
         worker.stop()
+        drawer.stop()
 
 
 def utc_now() -> Any:
@@ -292,7 +380,7 @@ def main() -> None:
                                                  "(default 8000; 300 with --quick; 0: none)")
     parser.add_argument("--kill-worker", type=int, default=0, metavar="K", help="SIGKILL the worker K times")
     parser.add_argument("--payments-per-second", type=float, default=1000.0,
-                        help="the payments queue's rate limit (default 1000: localstripe has none; production: 8)")
+                        help="the payments queue's rate limit (default 1000: localstripe has none; production: 20)")
     parser.add_argument("--on-disk", action="store_true", help="the dev server keeps its state in a SQLite file "
                                                                 "(fsync on every write) instead of in memory")
     args = parser.parse_args()
@@ -318,8 +406,10 @@ def main() -> None:
             upgrade(url)
             parts = Parts(url, temporal.address, stripe.api_base, f"storm-{uuid.uuid4().hex[:6]}", logs,
                           args.payments_per_second)
-            floor = asyncio.run(baseline(temporal.address, storm, logs))
-            result = asyncio.run(storm_and_live(parts, storm, live, args.kill_worker))
+            floor, floor_cpu = asyncio.run(baseline(temporal.address, storm, logs, temporal.process.pid))
+            result = asyncio.run(storm_and_live(parts, storm, live, args.kill_worker,
+                                                {temporal.process.pid: "temporal", stripe.process.pid: "localstripe"}))
+            result["baseline_cpu_ms_per_workflow"] = floor_cpu
         finally:
             temporal.stop()
             stripe.stop()
