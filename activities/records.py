@@ -34,7 +34,6 @@ from store.models import Client, Invoice, Subscription, SubscriptionPeriod
 from store.notifications import queue_notice
 from store.reservations import pass_lines, release_lines, reserve_lines
 from store.subscriptions import ensure_period, upsert_subscription
-from store.usage import period_total
 
 
 @dataclass(frozen=True)
@@ -189,7 +188,10 @@ def _close(session: Session, subscription_id: str, period_start: date, end: date
         .with_for_update()
     ).one()
     if period.closed_at is None:
-        period.documents = period_total(session, subscription_id, period_start)
+        # The running total every report keeps under this same row lock (single and bulk), not
+        # a sum of the period's events: on the 1st that would read every event of 800,000
+        # periods (docs/scaling.md §5). Reports after this see the period closed and are refused.
+        period.documents = period.used
         period.period_end = min(period.period_end, end)
         period.closed_at = func.now()
     assert period.documents is not None

@@ -174,3 +174,32 @@ def test_issue_7_item_15_a_period_total_past_the_integer_limit_is_refused_and_wr
     assert usage_rows(session_factory) == 2
     with session_factory() as session:
         assert period_total(session, SUBSCRIPTION, start) == INT_MAX
+
+
+def test_closing_a_period_bills_exactly_the_documents_its_events_carry(session_factory: sessionmaker[Session]) -> None:
+    """R4/R12: the close reads the running total the reports keep (one by one and in bulk, under
+    the period's lock) instead of summing the events again; both must agree, and a report
+    after the close is refused, so the billed count is final."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.records import Issuer, RecordActivities
+    from contracts.activities import ClosePeriod
+    from settings import Settings
+    from store.usage_bulk import UsageEventIn, record_usage_batch
+
+    start = seed_subscription(session_factory, already_used=7)
+    report(session_factory, "evt-1", 5)
+    report(session_factory, "evt-1", 5)  # a resend counts once
+    with session_factory.begin() as session:
+        answers = record_usage_batch(session, [
+            UsageEventIn(event_id=f"bulk-{i}", client_id="cli-1", occurred_at=now(), documents=i) for i in range(1, 5)
+        ] + [UsageEventIn(event_id="evt-1", client_id="cli-1", occurred_at=now(), documents=5)])
+    assert [a.status for a in answers] == ["accepted"] * 4 + ["duplicate"]
+    records = RecordActivities(session_factory, Issuer(seller=Settings().seller(), plan_names={}))
+    closing = ClosePeriod(subscription_id=SUBSCRIPTION, period_start=start, end=start + timedelta(days=30))
+    billed = ActivityEnvironment().run(records.close_period, closing)
+    with session_factory() as session:
+        assert billed == period_total(session, SUBSCRIPTION, start) == 7 + 5 + (1 + 2 + 3 + 4)
+    with pytest.raises(UsageRefused, match="closed"):
+        report(session_factory, "evt-late", 1)
+    assert ActivityEnvironment().run(records.close_period, closing) == billed  # a retry answers the same
