@@ -28,6 +28,25 @@ class BareOnce:
         return await workflow.execute_activity(noop, n, start_to_close_timeout=timedelta(seconds=30))
 
 
+@workflow.defn
+class BareNight:
+    """The floor of a renewal night (bench/renewal_night.py): sleep until one instant, shared by
+    every workflow, then run one no-op activity."""
+
+    def __init__(self) -> None:
+        self._asleep = False
+
+    @workflow.run
+    async def run(self, seconds: int) -> int:
+        self._asleep = True
+        await workflow.sleep(timedelta(seconds=seconds))
+        return await workflow.execute_activity(noop, seconds, start_to_close_timeout=timedelta(seconds=30))
+
+    @workflow.query
+    def asleep(self) -> bool:
+        return self._asleep
+
+
 async def serve(address: str, task_queue: str) -> None:
     """A worker of the bare workflows in its own process, as ours runs in its own."""
     from concurrent.futures import ThreadPoolExecutor

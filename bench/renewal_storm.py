@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from cpu import CpuMeter, processes  # noqa: E402  (bench/ is on the path)
 from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
@@ -112,50 +113,6 @@ class WorkerProcess:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-
-
-class CpuMeter:
-    """CPU seconds (user + system, from /proc) each process group spent between `start` and
-    `stop`: where a storm's CPU goes, per renewal, against the baseline's per workflow. On a
-    machine whose cores are all busy, the ratio of figure to baseline is about the ratio of
-    these totals."""
-
-    def __init__(self, groups: Callable[[], dict[int, str]]) -> None:
-        self.groups = groups  # pid -> group name, read at each reading (workers are replaced)
-        self.first: dict[int, float] = {}
-
-    @staticmethod
-    def _seconds(pid: int) -> float | None:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-    def start(self) -> None:
-        self.first = {pid: seconds for pid in self.groups() if (seconds := self._seconds(pid)) is not None}
-
-    def stop(self, per: int) -> dict[str, float]:
-        """Milliseconds of CPU per unit (renewal, workflow), by group. A process that ended in
-        between (a killed worker) is not counted: a floor."""
-        spent: dict[str, float] = {}
-        for pid, group in self.groups().items():
-            if (seconds := self._seconds(pid)) is not None:
-                spent[group] = spent.get(group, 0.0) + seconds - self.first.get(pid, 0.0)
-        return {group: round(1000 * seconds / per, 1) for group, seconds in sorted(spent.items())}
-
-
-def postgres_pids() -> list[int]:
-    """The embedded PostgreSQL's processes (postmaster and backends)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
 
 
 async def gather_bounded(jobs: list[Callable[[], Awaitable[Any]]], limit: int = CONCURRENCY) -> list[Any]:
@@ -311,7 +268,7 @@ async def storm_and_live(parts: Parts, storm: int, live: int, kills: int,
         seed_parties(sessions, 1, storm + live)
         await importer(storm + live, today, add_months(today, 1))()
         def groups() -> dict[int, str]:
-            pids = {**others, os.getpid(): "bench", **dict.fromkeys(postgres_pids(), "postgres")}
+            pids = {**others, os.getpid(): "bench", **processes({})}
             for process, name in ((worker.process, "worker"), (drawer.process, "documents_worker")):
                 if process is not None:
                     pids[process.pid] = name
