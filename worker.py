@@ -45,8 +45,10 @@ class WorkerTuning:
     max_cached_workflows: subscription workflows kept in memory (sticky): a renewal storm of
       more than this replays histories from the server instead. Measured (bench/renewal_storm.py,
       10,001 live subscriptions): RSS 253.0 MB at 1,000, 357.0 MB at 2,000, before e-invoices;
-      since (the drawing libraries add about 36 MB on import, 7 MB more once one is drawn):
-      302.8 MB at 1,000 with 8,301 live."""
+      302.8 MB at 1,000 with 8,301 live when the same process drew e-invoices (the drawing
+      libraries add about 35 MB); 268.1 MB at 1,000 without the documents queue (compose's
+      worker), the documents worker 180.0 MB;
+    queues: the task queues this process polls (WORKER_QUEUES)."""
 
     activity_threads: int = 16
     payment_threads: int = 8
