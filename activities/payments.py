@@ -92,23 +92,27 @@ class PaymentActivities:
 
     def _confirm_new(self, intent_id: str) -> IntentView:
         """Confirm the intent this execution created, without reading it back first (one Stripe
-        request fewer a charge: docs/scaling.md §3). Should an execution that outlived its
-        timeout have confirmed it meanwhile, Stripe refuses a second confirm: read what it did."""
-        try:
-            return self._gateway.confirm_intent(intent_id)
-        except RequestRefused:
-            view = self._gateway.retrieve_intent(intent_id)
-            if view.status == "requires_confirmation":
-                raise
-            return view
+        request fewer a charge: docs/scaling.md §3)."""
+        return self._confirm(intent_id)
 
     def _confirm_stored(self, intent_id: str) -> IntentView:
         """An intent an earlier execution stored (it may have confirmed it before dying): read
         it, and confirm it only if nobody did."""
         view = self._gateway.retrieve_intent(intent_id)
-        if view.status == "requires_confirmation":
-            view = self._gateway.confirm_intent(intent_id)
-        return view
+        return self._confirm(intent_id) if view.status == "requires_confirmation" else view
+
+    def _confirm(self, intent_id: str) -> IntentView:
+        """Confirm; should another execution of this attempt (one that outlived its timeout)
+        have confirmed it meanwhile, Stripe refuses a second confirm: what it did is read and
+        settled, never taken for a refusal (that would put a paid invoice on hold). An intent
+        whose payment failed has no payment method left, so a late confirm cannot retry the card."""
+        try:
+            return self._gateway.confirm_intent(intent_id)
+        except RequestRefused:
+            view = self._gateway.retrieve_intent(intent_id)
+            if view.status == "requires_confirmation":
+                raise  # refused for a reason of its own (R11: alerted)
+            return view
 
     def _open_attempt(self, session: Session, request: ChargeInvoice, key: str) -> PaymentAttempt | ChargeOutcome:
         """The attempt for `key`, recorded with what it collects; or why nothing is charged."""

@@ -17,7 +17,7 @@ from billing.statuses import ChargeResult
 from contracts.activities import ChargeInvoice
 from embedded.stripe_server import LOCALSTRIPE_KEY
 from store.invoices import draft_invoice, finalize_invoice
-from store.models import Client, Firm, Invoice, PaymentAttempt, PaymentCustomer
+from store.models import Client, Firm, Invoice, PaymentAttempt, PaymentAttemptInvoice, PaymentCustomer
 
 pytestmark = pytest.mark.postgres
 
@@ -80,6 +80,36 @@ def test_a_first_charge_creates_and_confirms_its_intent_and_nothing_more(
     assert outcome.status == ChargeResult.PAID
     # Refused as already confirmed, the intent is read to learn what the other execution did.
     assert gateway.requests == (["create", "confirm", "read"] if racing else ["create", "confirm"])
+    with session_factory() as session:
+        assert session.get_one(Invoice, invoice_id).status == "paid"
+        assert session.scalars(select(PaymentAttempt.status)).all() == ["succeeded"]
+    assert succeeded_intents(gateway, customer) == 1
+
+
+def test_a_retry_whose_intent_another_execution_confirms_between_its_read_and_its_confirm_records_the_payment(
+    session_factory: sessionmaker[Session], localstripe: Any
+) -> None:
+    """Execution A created and stored the intent, then outlived its timeout; the retry B reads it
+    unconfirmed, A's confirm lands, B's confirm is refused: B records the payment (not an error
+    that would put a paid invoice on hold), and nothing is charged twice."""
+    gateway = CountingGateway(localstripe.api_base, racing=True)
+    invoice_id, customer = open_invoice(session_factory, gateway)
+    with session_factory.begin() as session:
+        payer = session.get_one(PaymentCustomer, ("firm", "cab-1"))
+        assert payer.default_payment_method is not None
+        intent = gateway.create_intent(amount=2280, customer_id=customer, payment_method=payer.default_payment_method,
+                                       invoice_id=invoice_id, idempotency_key=f"invoice-{invoice_id}-attempt-1")
+        attempt = PaymentAttempt(invoice_id=invoice_id, attempt_no=1, idempotency_key=f"invoice-{invoice_id}-attempt-1",
+                                 amount=2280, status="pending", stripe_payment_intent_id=intent)
+        session.add(attempt)
+        session.flush()
+        session.add(PaymentAttemptInvoice(attempt_id=attempt.id, invoice_id=invoice_id, amount=2280))
+        session.get_one(Invoice, invoice_id).collecting_attempt_id = attempt.id
+    gateway.requests.clear()
+    charge = PaymentActivities(session_factory, gateway).charge_invoice
+    outcome = ActivityEnvironment().run(charge, ChargeInvoice(invoice_id=invoice_id, business_date=date(2025, 9, 1)))
+    assert outcome.status == ChargeResult.PAID
+    assert gateway.requests == ["read", "confirm", "read"]
     with session_factory() as session:
         assert session.get_one(Invoice, invoice_id).status == "paid"
         assert session.scalars(select(PaymentAttempt.status)).all() == ["succeeded"]
