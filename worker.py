@@ -40,8 +40,9 @@ class WorkerTuning:
     payments_per_second: charges started per second across ALL workers of the payments queue
       (the server enforces it). Stripe allows 100 requests a second in live mode and 25 a second
       on any one endpoint; a first charge makes one create and one confirm, and the webhook
-      reads the intent only if the charge has not recorded it as paid first (docs/scaling.md
-      §3): 20 charges/s keeps each endpoint at 20/s at most, and all of them under 60/s;
+      reads the intent only if the charge has not recorded it as paid first; a decline reads it
+      twice (docs/scaling.md §3): 20 charges/s keeps each POST endpoint at 20/s, the reads
+      under 25/s while fewer than about 60 % of charges are declined;
     max_cached_workflows: subscription workflows kept in memory (sticky): a renewal storm of
       more than this replays histories from the server instead. Measured (bench/renewal_storm.py,
       10,001 live subscriptions): RSS 253.0 MB at 1,000, 357.0 MB at 2,000, before e-invoices;

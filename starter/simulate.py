@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -94,18 +95,33 @@ def documents_worker_process(database_url: str, temporal_address: str, namespace
            if not name.startswith(("STRIPE_", "SELLER_", "SMTP_", "WORKER_QUEUES", "METRICS_"))}
     env.update(DATABASE_URL=database_url, TEMPORAL_ADDRESS=temporal_address, TEMPORAL_NAMESPACE=namespace,
                TASK_QUEUE=task_queue, WORKER_QUEUES="documents", METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
-               LOG_FORMAT="text", LOG_LEVEL="WARNING")
+               LOG_FORMAT="text", LOG_LEVEL="INFO",
+               SMTP_URL="")  # empty, not unset: a developer's .env must not make it send simulated mail
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "starter", "worker"], cwd=PROJECT_ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
+def wait_until_polling(process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
+    """Until the worker says it polls (its log), or fail at once with its log if it ended: a
+    documents worker that never came up would stall the clock's moves for half an hour."""
+    deadline = time.monotonic() + timeout
+    while "worker polling" not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the documents worker did not start (see {log}): {tail}")
+        time.sleep(0.1)
+
+
 @contextmanager
 def documents_worker(database_url: str, temporal_address: str, namespace: str, task_queue: str,
                      log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log.unlink(missing_ok=True)
     process = documents_worker_process(database_url, temporal_address, namespace, task_queue, log)
     try:
+        wait_until_polling(process, log)
         yield process
     finally:
         process.send_signal(signal.SIGTERM)  # finishes what it has in hand, then leaves

@@ -3,6 +3,7 @@ documents-worker): the subscription workers bill and charge without drawing, and
 `python -m starter worker` that polls only the documents queue, with neither Stripe nor our
 identity in its environment, draws what they issued. Real dev server, PostgreSQL, localstripe."""
 import asyncio
+import os
 import signal
 import time
 import uuid
@@ -11,6 +12,7 @@ from contextlib import suppress
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -25,6 +27,7 @@ from starter.simulate import SimulationParts, documents_worker_process, simulati
 from store.db import make_engine, make_session_factory
 from store.models import Client, Firm, Invoice, InvoiceDocument
 from worker import WorkerTuning, build_worker, connect
+from workflows.subscription import RENDER_ACTIVITY
 
 CATALOG = parse_catalog([
     {"code": "essentiel", "product": "einvoicing", "name": "Essentiel",
@@ -38,6 +41,16 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> N
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(0.2)
+
+
+async def render_workers(temporal: Any, client_id: str) -> list[str]:
+    """The identities (pid@host) of the workers that started each e-invoice drawing of the
+    client's subscription, read from its workflow history."""
+    history = await temporal.get_workflow_handle(workflow_id(client_id, Line.EINVOICING)).fetch_history()
+    renders = {event.event_id for event in history.events
+               if event.activity_task_scheduled_event_attributes.activity_type.name == RENDER_ACTIVITY}
+    return [event.activity_task_started_event_attributes.identity for event in history.events
+            if event.activity_task_started_event_attributes.scheduled_event_id in renders]
 
 
 def test_subscription_workers_bill_and_charge_and_a_documents_only_worker_draws_the_e_invoice(
@@ -82,6 +95,7 @@ def test_subscription_workers_bill_and_charge_and_a_documents_only_worker_draws_
                 invoice = session.scalars(select(Invoice)).one()
                 document = session.get_one(InvoiceDocument, invoice.id)
             assert document.pdf.startswith(b"%PDF-") and b"CrossIndustryInvoice" in document.xml
+            assert [who.split("@")[0] for who in await render_workers(temporal, client_id)] == [str(drawer.pid)]
             drawer.send_signal(signal.SIGTERM)  # as `docker stop`: it stops cleanly
             assert drawer.wait(30) == 0, (tmp_path / "documents-worker.log").read_text()
         finally:
@@ -112,7 +126,9 @@ def test_a_simulation_drawing_apart_draws_every_invoice_in_its_documents_process
             await sim.wait_for_documents()
             with sim.sessions() as session:
                 drawn = session.scalars(select(InvoiceDocument.invoice_id).order_by(InvoiceDocument.invoice_id)).all()
-            assert drawn == [1, 2]  # this process's worker polls no documents queue: the other one drew them
-            assert log.exists()
+            assert drawn == [1, 2]
+            drawers = await render_workers(sim.env.client, "cli-1")
+            assert len(drawers) == 2 and not any(who.startswith(f"{os.getpid()}@") for who in drawers), drawers
+            assert f"worker polling {queue} (documents)" in log.read_text()  # the other process drew them
 
     asyncio.run(main())
