@@ -1,10 +1,10 @@
 """All configuration, read once from the environment (or a .env file) through one class."""
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from einvoice import identifiers
 
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # Which task queues this worker process polls (docs/scaling.md §4): all three by default;
     # production runs the documents queue on workers of its own, so that the others never load
     # the drawing libraries nor share a CPU with them.
-    worker_queues: str = ",".join(QUEUES)
+    worker_queues: Annotated[tuple[Queue, ...], NoDecode] = QUEUES  # WORKER_QUEUES=payments,documents
 
     # Us, the seller every invoice names (issue 11): SIREN and VAT number checked as the API
     # checks a firm's. The defaults are a fictitious demo company, so that `run` needs nothing;
@@ -87,10 +87,10 @@ class Settings(BaseSettings):
     data_dir: Path = PROJECT_ROOT / ".var"
     temporal_ui_port: int | None = None  # free port when unset
 
-    @field_validator("worker_queues")
+    @field_validator("worker_queues", mode="before")
     @classmethod
-    def _known_queues(cls, value: str) -> str:
-        return ",".join(parse_queues(value))
+    def _known_queues(cls, value: object) -> object:
+        return parse_queues(value) if isinstance(value, str) else value
 
     def worker_tuning(self) -> "WorkerTuning":
         from worker import WorkerTuning
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         return WorkerTuning(activity_threads=self.activity_threads, payment_threads=self.payment_threads,
                             document_threads=self.document_threads,
                             payments_per_second=self.payments_per_second, max_cached_workflows=self.max_cached_workflows,
-                            queues=parse_queues(self.worker_queues))
+                            queues=self.worker_queues)
 
     def seller(self) -> "Seller":
         """Our identity as an invoice names its seller."""

@@ -174,7 +174,7 @@ def missing_settings(settings: Settings) -> str | None:
     """Why the production worker cannot start with these settings, in one sentence; None if it can.
     Only what the queues it polls need: a documents-only worker draws from each invoice's
     snapshot, without Stripe or our identity."""
-    queues = settings.worker_tuning().queues
+    queues = settings.worker_queues
     charges = queues != ("documents",)  # the subscriptions queue charges too (runs from before issue 10)
     if not (settings.database_url and settings.temporal_address
             and (settings.stripe_api_key or settings.stripe_api_base or not charges)):

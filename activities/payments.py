@@ -85,15 +85,12 @@ class PaymentActivities:
                 self._gateway.cancel_intent(created)
 
         activity.heartbeat(f"confirming {intent_id}")
-        view = self._confirm_new(intent_id) if ours else self._confirm_stored(intent_id)
+        # An intent this execution created is confirmed without being read back first (one
+        # Stripe request fewer a charge: docs/scaling.md §3).
+        view = self._confirm(intent_id) if ours else self._confirm_stored(intent_id)
         with self._sessions.begin() as session:
             attempt = session.get_one(PaymentAttempt, attempt_id, with_for_update=True)
             return self._settle(session, attempt, request, view)
-
-    def _confirm_new(self, intent_id: str) -> IntentView:
-        """Confirm the intent this execution created, without reading it back first (one Stripe
-        request fewer a charge: docs/scaling.md §3)."""
-        return self._confirm(intent_id)
 
     def _confirm_stored(self, intent_id: str) -> IntentView:
         """An intent an earlier execution stored (it may have confirmed it before dying): read
