@@ -6,22 +6,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from starter.cli import main
 from store.api_keys import owner_of
 from store.models import ApiKey
+from tests.cli_runs import cli_database, run  # noqa: F401  (cli_database: an autouse fixture)
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(autouse=True)
-def cli_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_a_firm_is_created_with_a_key_shown_once_and_stored_hashed(

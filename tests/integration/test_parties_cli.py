@@ -6,25 +6,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from starter.cli import main
 from store.models import Firm
+from tests.cli_runs import cli_database, run  # noqa: F401  (cli_database: an autouse fixture)
 
 pytestmark = pytest.mark.postgres
 
 IDENTITY = ("--legal-name", "Cabinet Roux SAS", "--siren", "732 829 320", "--vat-number", "fr44732829320",
             "--address-line1", "12 quai de Saône", "--postal-code", "69002", "--city", "Lyon",
             "--billing-email", "factures@cabinet-roux.fr")
-
-
-@pytest.fixture(autouse=True)
-def cli_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def identity(session_factory: sessionmaker[Session], firm_id: str) -> dict[str, object]:

@@ -5,9 +5,7 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from datetime import date, timedelta
@@ -30,6 +28,7 @@ from store.db import make_engine, make_session_factory
 from store.invoices import draft_invoice, finalize_invoice
 from store.models import Client, Firm, Invoice, PaymentAttempt, PaymentAttemptInvoice, PaymentCustomer
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import wait_until
 from worker import connect
 
 CATALOG = parse_catalog([
@@ -59,14 +58,6 @@ def attempts_and_status(sim: Simulation, invoice_id: int) -> tuple[list[str], st
 def invoice_statuses(sessions: sessionmaker[Session]) -> list[str]:
     with sessions() as session:
         return list(session.scalars(select(Invoice.status).order_by(Invoice.id)))
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.2)
 
 
 def spawn_worker(database_url: str, temporal_address: str, parts: SimulationParts, queue: str,

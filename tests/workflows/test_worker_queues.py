@@ -5,9 +5,7 @@ identity in its environment, draws what they issued. Real dev server, PostgreSQL
 import asyncio
 import os
 import signal
-import time
 import uuid
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from datetime import date
@@ -26,6 +24,7 @@ from starter.service import SubscriptionService, workflow_id
 from starter.simulate import SimulationParts, documents_worker_process, simulation
 from store.db import make_engine, make_session_factory
 from store.models import Client, Firm, Invoice, InvoiceDocument
+from tests.waiting import wait_until
 from worker import WorkerTuning, build_worker, connect
 from workflows.subscription import RENDER_ACTIVITY
 
@@ -33,14 +32,6 @@ CATALOG = parse_catalog([
     {"code": "essentiel", "product": "einvoicing", "name": "Essentiel",
      "prices": {"monthly": 1900, "annual": 19000}, "quota": {"monthly": 50, "annual": 600}, "overage": 25},
 ])
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.2)
 
 
 async def render_workers(temporal: Any, client_id: str) -> list[str]:
