@@ -26,12 +26,12 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +40,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from cpu import CpuMeter, processes  # noqa: E402  (bench/ is on the path)
+from renewal_storm import FIRMS, PLANS, gather_bounded, invoice_numbers, seed_parties  # noqa: E402
 from sqlalchemy import select, text  # noqa: E402
 
-FIRMS = 20
-CONCURRENCY = 64
-PLANS = ("essentiel", "standard", "premium")
 TODAY = date(2090, 9, 30)  # after any real today: the simulation's dates need no shift
 MIDNIGHT = date(2090, 10, 1)  # every period ends here
-
-
-async def gather_bounded(jobs: list[Any], limit: int = CONCURRENCY) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(job: Any) -> Any:
-        async with gate:
-            return await job
-
-    return await asyncio.gather(*(one(job) for job in jobs))
 
 
 def server_patterns(test_server: str) -> dict[str, str]:
@@ -74,15 +62,15 @@ async def baseline(test_server: str, count: int) -> tuple[float, dict[str, float
         async with Worker(env.client, task_queue=queue, workflows=[BareNight], activities=[noop],
                           activity_executor=ThreadPoolExecutor(16), max_concurrent_activities=16):
             night = 86_400
-            handles = await gather_bounded([env.client.start_workflow(BareNight.run, night, id=f"{queue}-{i}",
-                                                                       task_queue=queue) for i in range(count)])
-            await gather_bounded([handle.query(BareNight.asleep) for handle in handles])  # all asleep
+            handles = await gather_bounded([partial(env.client.start_workflow, BareNight.run, night,
+                                                    id=f"{queue}-{i}", task_queue=queue) for i in range(count)])
+            await gather_bounded([partial(handle.query, BareNight.asleep) for handle in handles])  # all asleep
             meter = CpuMeter(lambda: {**processes(server_patterns(test_server)), os.getpid(): "bench"})
             meter.start()
             started = time.perf_counter()
             await env.sleep(timedelta(seconds=night + 1))
             with env.auto_time_skipping_disabled():  # the clock has moved: wait in real time
-                await gather_bounded([handle.result() for handle in handles])
+                await gather_bounded([handle.result for handle in handles])
             return count / (time.perf_counter() - started), meter.stop(count)
 
 
@@ -98,14 +86,12 @@ def checks(sessions: Any, count: int) -> dict[str, Any]:
     with sessions() as session:
         renewal = session.execute(select(Invoice.subscription_id).where(
             Invoice.idempotency_key.like("%:fee:%"))).scalars().all()
-        numbers = session.execute(text("select count(number), min(number), max(number) from invoices "
-                                       "where number is not null")).one()
+        numbers = invoice_numbers(session)
         issued_on = session.execute(text("select distinct issued_on from invoices")).scalars().all()
     return {
         "subscriptions_renewed": len(set(renewal)), "missing_renewals": count - len(set(renewal)),
         "subscriptions_with_two_renewal_invoices": len(renewal) - len(set(renewal)),
-        "invoice_numbers": {"count": numbers[0], "min": numbers[1], "max": numbers[2],
-                            "gaps": (numbers[2] - numbers[1] + 1 - numbers[0]) if numbers[0] else 0},
+        "invoice_numbers": numbers,
         "issued_on": [str(day) for day in issued_on],
     }
 
@@ -115,22 +101,17 @@ async def figure(parts: Any, count: int) -> dict[str, Any]:
     from billing.periods import paris_midnight
     from contracts.subscription import Payer
     from starter.simulate import STEP_TIME, simulation
-    from store.models import Client, Firm
 
     async with simulation(load_catalog(DEFAULT_CATALOG_PATH), parts, first_date=TODAY, drawing_apart=True) as sim:
         assert sim.years == 0, "TODAY must lie after the real today"
-        with sim.sessions.begin() as session:
-            session.add_all(Firm(id=f"cab-{f}", name=f"Cabinet {f}") for f in range(FIRMS))
-            session.flush()
-            session.add_all(Client(id=f"cli-{i}", name=f"Client {i}", firm_id=f"cab-{i % FIRMS}")
-                            for i in range(count))
+        seed_parties(sim.sessions, count, 0)
         for f in range(FIRMS):
             await sim.service.register_card(payer=Payer(kind="firm", id=f"cab-{f}"), card="4242424242424242")
         await sim.advance_to(TODAY)
         imported = (date(2090, 9, 1), MIDNIGHT)  # the old tool billed September; October is ours
         opening = time.perf_counter()
-        await gather_bounded([sim.service.subscribe(client_id=f"cli-{i}", plan_code=PLANS[i % 3],
-                                                    interval="monthly", payer_kind="firm", imported=imported)
+        await gather_bounded([partial(sim.service.subscribe, client_id=f"cli-{i}", plan_code=PLANS[i % 3],
+                                      interval="monthly", payer_kind="firm", imported=imported)
                               for i in range(count)])
         await sim.settle()  # every one asleep until its renewal
         opened_per_second = count / (time.perf_counter() - opening)
@@ -165,20 +146,13 @@ def main() -> None:
     args = parser.parse_args()
     count = args.renewals or (100 if args.quick else 1000)
 
-    from embedded.postgres import EmbeddedPostgres
-    from embedded.stripe_server import LOCALSTRIPE_KEY, start_localstripe
-    from embedded.temporal import test_server_path
-    from settings import PROJECT_ROOT
-    from starter.simulate import SimulationParts
+    from local_parts import simulation_parts
+
     from worker import forward_core_logs
 
     forward_core_logs()
     with ExitStack() as stack:
-        postgres = EmbeddedPostgres(PROJECT_ROOT / ".var" / "bench" / "postgres")
-        stack.callback(postgres.stop)
-        stripe = start_localstripe(Path(tempfile.mkdtemp()))
-        stack.callback(stripe.stop)
-        parts = SimulationParts(postgres.url(), LOCALSTRIPE_KEY, stripe.api_base, test_server_path())
+        parts = simulation_parts(stack)
         floor, floor_cpu = asyncio.run(baseline(parts.test_server_path, count))
         result = asyncio.run(figure(parts, count))
     rate = result["renewals"] / result["seconds"]

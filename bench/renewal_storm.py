@@ -204,6 +204,13 @@ def stages(sessions: "sessionmaker[Session]", today: date) -> dict[str, list[flo
         return out
 
 
+def invoice_numbers(session: Session) -> dict[str, int | None]:
+    """How many invoices are numbered, from which number to which, and the gaps between."""
+    count, low, high = session.execute(text("select count(number), min(number), max(number) from invoices "
+                                            "where number is not null")).one()
+    return {"count": count, "min": low, "max": high, "gaps": (high - low + 1 - count) if count else 0}
+
+
 def checks(sessions: "sessionmaker[Session]", gateway: Any, today: date, storm: int) -> dict[str, Any]:
     """One renewal invoice per subscription, one succeeded PaymentIntent per invoice, no gap."""
     from starter.reconcile import find_mismatches
@@ -212,8 +219,7 @@ def checks(sessions: "sessionmaker[Session]", gateway: Any, today: date, storm: 
     with sessions() as session:
         renewal = session.execute(select(Invoice.subscription_id, Invoice.id).where(
             Invoice.issued_on == today, Invoice.idempotency_key.like("%:fee:%"))).all()
-        numbers = session.execute(text("select count(number), min(number), max(number) from invoices "
-                                       "where number is not null")).one()
+        numbers = invoice_numbers(session)
     per_subscription = Counter(sub for sub, _ in renewal)
     succeeded = Counter(invoice for view, _, invoice in gateway.list_intents() if view.status == "succeeded")
     per_invoice = Counter(succeeded.get(invoice_id, 0) for _, invoice_id in renewal)
@@ -223,8 +229,7 @@ def checks(sessions: "sessionmaker[Session]", gateway: Any, today: date, storm: 
         "missing_renewals": storm - len(per_subscription),
         "subscriptions_with_two_renewal_invoices": sum(1 for n in per_subscription.values() if n > 1),
         "invoices_by_succeeded_intents": {str(k): v for k, v in sorted(per_invoice.items())},
-        "invoice_numbers": {"count": numbers[0], "min": numbers[1], "max": numbers[2],
-                            "gaps": (numbers[2] - numbers[1] + 1 - numbers[0]) if numbers[0] else 0},
+        "invoice_numbers": numbers,
         "reconcile": "all agree" if not mismatches else [str(m) for m in mismatches[:10]],
     }
 

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -93,20 +92,13 @@ async def figure(parts: Any) -> tuple[float, dict[str, Any]]:
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
 
-    from embedded.postgres import EmbeddedPostgres
-    from embedded.stripe_server import LOCALSTRIPE_KEY, start_localstripe
-    from embedded.temporal import test_server_path
-    from settings import PROJECT_ROOT
-    from starter.simulate import SimulationParts
+    from local_parts import simulation_parts
+
     from worker import forward_core_logs
 
     forward_core_logs()
     with ExitStack() as stack:
-        postgres = EmbeddedPostgres(PROJECT_ROOT / ".var" / "bench" / "postgres")
-        stack.callback(postgres.stop)
-        stripe = start_localstripe(Path(tempfile.mkdtemp()))
-        stack.callback(stripe.stop)
-        parts = SimulationParts(postgres.url(), LOCALSTRIPE_KEY, stripe.api_base, test_server_path())
+        parts = simulation_parts(stack)
         base_seconds = asyncio.run(baseline(parts.test_server_path))
         seconds, report = asyncio.run(figure(parts))
     months = SUBSCRIPTIONS * MONTHS
