@@ -22,7 +22,7 @@ from einvoice.facturx_pdf import factur_x_pdf
 from einvoice.snapshot import document_for
 from einvoice.validation import check_xsd
 from observability.metrics import count
-from store.invoice_documents import document_of, store_document, to_render
+from store.invoice_documents import store_document, stored_digests, to_render
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -64,9 +64,8 @@ def render_and_store(sessions: sessionmaker[Session], invoice_id: int, number: s
     """Draw and store an invoice's e-invoice, or find it stored (the activity, and the operator's
     `invoices render-missing` for those the workflow gave up on)."""
     with sessions() as session:
-        stored = document_of(session, invoice_id)
-        if stored is not None:
-            return RenderedDocument(xml_sha256=stored.xml_sha256, pdf_sha256=stored.pdf_sha256)
+        if (stored := stored_digests(session, invoice_id)) is not None:
+            return RenderedDocument(xml_sha256=stored[0], pdf_sha256=stored[1])
         source = to_render(session, invoice_id)
     if source is None:
         return None
@@ -75,8 +74,8 @@ def render_and_store(sessions: sessionmaker[Session], invoice_id: int, number: s
     check_xsd(xml)
     pdf = factur_x_pdf(document, xml)
     with sessions.begin() as session:
-        stored = store_document(session, invoice_id, xml, pdf)
-        answer = RenderedDocument(xml_sha256=stored.xml_sha256, pdf_sha256=stored.pdf_sha256)
+        xml_sha256, pdf_sha256 = store_document(session, invoice_id, xml, pdf)
+    answer = RenderedDocument(xml_sha256=xml_sha256, pdf_sha256=pdf_sha256)
     count("billing_invoice_documents")
     log.info("e-invoice of %s rendered", number, extra={"invoice": number})
     return answer

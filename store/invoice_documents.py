@@ -65,12 +65,23 @@ def to_render(session: Session, invoice_id: int) -> ToRender | None:
     return ToRender(recorded, PartiesSnapshot.model_validate(invoice.parties))
 
 
-def store_document(session: Session, invoice_id: int, xml: bytes, pdf: bytes) -> InvoiceDocument:
-    """Write the documents once; a second call (a retried activity) keeps the first ones."""
-    session.execute(pg_insert(InvoiceDocument).values(
+def store_document(session: Session, invoice_id: int, xml: bytes, pdf: bytes) -> tuple[str, str]:
+    """Write the documents once; a second call (a retried activity) keeps the first ones. The
+    stored ones' SHA-256 (XML, PDF), not the bytes: no need to read 30 KB back."""
+    written = session.execute(pg_insert(InvoiceDocument).values(
         invoice_id=invoice_id, profile=PROFILE, xml=xml, xml_sha256=sha256(xml), pdf=pdf, pdf_sha256=sha256(pdf),
-    ).on_conflict_do_nothing(index_elements=["invoice_id"]))
-    return session.get_one(InvoiceDocument, invoice_id)
+    ).on_conflict_do_nothing(index_elements=["invoice_id"])
+     .returning(InvoiceDocument.xml_sha256, InvoiceDocument.pdf_sha256)).one_or_none()
+    stored = (written[0], written[1]) if written is not None else stored_digests(session, invoice_id)
+    assert stored is not None  # inserted now, or by the call that won
+    return stored
+
+
+def stored_digests(session: Session, invoice_id: int) -> tuple[str, str] | None:
+    """The SHA-256 (XML, PDF) of an invoice's stored e-invoice; None before it is drawn."""
+    row = session.execute(select(InvoiceDocument.xml_sha256, InvoiceDocument.pdf_sha256)
+                          .where(InvoiceDocument.invoice_id == invoice_id)).one_or_none()
+    return None if row is None else (row[0], row[1])
 
 
 def document_of(session: Session, invoice_id: int) -> InvoiceDocument | None:
