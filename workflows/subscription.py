@@ -321,9 +321,12 @@ class SubscriptionWorkflow:
         return min([self._renewal_at(), *self._retry_times()])
 
     def _quiet(self) -> bool:
-        """Nothing in flight: no change, no charge. Only then may the run end or continue."""
-        return (not self._lock.locked() and not self._charging and not self._rendering
-                and workflow.all_handlers_finished())
+        """Nothing in flight, no handler running. Only then may the run end or continue."""
+        return not self._in_flight() and workflow.all_handlers_finished()
+
+    def _in_flight(self) -> bool:
+        """A change holds the lock, or a charge or an e-invoice runs in the background."""
+        return self._lock.locked() or bool(self._charging) or bool(self._rendering)
 
     def _renewal_at(self) -> datetime:
         return paris_midnight(self.state.period_end)
@@ -680,8 +683,7 @@ class SubscriptionWorkflow:
     @workflow.query
     def settled(self) -> bool:
         """Nothing in progress and nothing overdue: every renewal and retry due by now is done."""
-        return (self._ready and not self._lock.locked() and not self._charging and not self._rendering
-                and not self._due_now())
+        return self._ready and not self._in_flight() and not self._due_now()
 
     # --- helpers --------------------------------------------------------------------------
 
